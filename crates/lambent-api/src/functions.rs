@@ -1,0 +1,257 @@
+//! Handlers of `/v1/functions` and `/v1/invocations`: deploy, configure, version, list, delete,
+//! and read logs.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use lambent_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use lambent_core::{FunctionName, FunctionUpdate, FunctionVersion, InvocationRecord, Qualifier};
+use serde::{Deserialize, Serialize};
+
+use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_code, read_deploy, read_limited};
+use crate::{ApiError, AppState};
+
+fn name(raw: &str) -> Result<FunctionName, ApiError> {
+    FunctionName::new(raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()))
+}
+
+fn qualifier(raw: Option<&str>) -> Result<Qualifier, ApiError> {
+    raw.map_or(Ok(Qualifier::Latest), |q| {
+        q.parse().map_err(|e: lambent_core::NameError| {
+            ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
+        })
+    })
+}
+
+/// A function version as the API shows it.
+#[derive(Serialize)]
+pub struct FunctionView {
+    #[serde(flatten)]
+    version: FunctionVersion,
+    /// Where the function answers HTTP.
+    url: String,
+}
+
+impl From<FunctionVersion> for FunctionView {
+    fn from(version: FunctionVersion) -> Self {
+        let url = match version.version {
+            Qualifier::Latest => format!("/fn/{}", version.name),
+            Qualifier::Version(n) => format!("/fn/{}:{n}", version.name),
+        };
+        Self { version, url }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualifierQuery {
+    qualifier: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<u32>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct FunctionList {
+    functions: Vec<FunctionView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_marker: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VersionList {
+    versions: Vec<FunctionView>,
+}
+
+#[derive(Serialize)]
+struct InvocationList {
+    invocations: Vec<InvocationRecord>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    description: Option<String>,
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit {n} is out of range; use 1 to {MAX_PAGE_SIZE}"
+        ))),
+    }
+}
+
+/// `POST /v1/functions`: create; 409 if the name is taken.
+pub async fn create(
+    State(p): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (config, code) = read_deploy(&headers, body).await?;
+    let fname = config.name.clone().ok_or_else(|| {
+        ApiError::bad_request(
+            "missing 'name'; give the function a name (1-64 letters, digits, '-', '_')",
+        )
+    })?;
+    let v = p.create(fname, config, code).await?;
+    Ok((StatusCode::CREATED, Json(FunctionView::from(v))).into_response())
+}
+
+/// `PUT /v1/functions/{name}`: create or replace code and configuration (what `lambent deploy`
+/// uses). 201 when created, 200 when updated.
+pub async fn deploy(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let (config, code) = read_deploy(&headers, body).await?;
+    if config.name.as_ref().is_some_and(|n| *n != fname) {
+        return Err(ApiError::bad_request(format!(
+            "the body names a different function than the path ({fname}); drop 'name' or make them match"
+        )));
+    }
+    let (v, created) = p.deploy(fname, config, code).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(FunctionView::from(v))).into_response())
+}
+
+/// `PUT /v1/functions/{name}/code`: replace the code of `$LATEST`.
+pub async fn update_code(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<FunctionView>, ApiError> {
+    let fname = name(&raw)?;
+    let code = read_code(&headers, body).await?;
+    Ok(Json(p.update_code(&fname, code).await?.into()))
+}
+
+/// `PATCH /v1/functions/{name}/config`: change settings of `$LATEST`.
+pub async fn update_config(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<FunctionView>, ApiError> {
+    let fname = name(&raw)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let update: FunctionUpdate = parse_json(&bytes)?;
+    Ok(Json(p.update_config(&fname, &update).await?.into()))
+}
+
+/// `GET /v1/functions/{name}[?qualifier=N]`.
+pub async fn get(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Result<Json<FunctionView>, ApiError> {
+    let fname = name(&raw)?;
+    let q = qualifier(q.qualifier.as_deref())?;
+    Ok(Json(p.get(&fname, q)?.into()))
+}
+
+/// `GET /v1/functions?limit=&marker=`.
+pub async fn list(
+    State(p): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let (page, next_marker) = p.list(limit, q.marker.as_deref())?;
+    Ok(Json(FunctionList {
+        functions: page.into_iter().map(Into::into).collect(),
+        next_marker,
+    })
+    .into_response())
+}
+
+/// `DELETE /v1/functions/{name}`.
+pub async fn delete(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let fname = name(&raw)?;
+    p.delete(&fname).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/functions/{name}/versions`: publish `$LATEST`. 201 when a version was created, 200
+/// when `$LATEST` was unchanged and the newest version is returned.
+pub async fn publish(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PublishRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        PublishRequest::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let (v, created) = p.publish(&fname, req.description.as_deref()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(FunctionView::from(v))).into_response())
+}
+
+/// `GET /v1/functions/{name}/versions`.
+pub async fn versions(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let versions = p.versions(&fname)?;
+    Ok(Json(VersionList {
+        versions: versions.into_iter().map(Into::into).collect(),
+    })
+    .into_response())
+}
+
+/// `GET /v1/functions/{name}/logs?limit=N`: the newest invocations with their logs.
+pub async fn logs(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let limit = page_limit(q.limit)?;
+    // A deleted or never-created function has no logs to show: say so instead of an empty list.
+    p.get(&fname, Qualifier::Latest)?;
+    let invocations = p.recent_invocations(&fname, limit)?;
+    Ok(Json(InvocationList { invocations }).into_response())
+}
+
+/// `GET /v1/invocations/{id}`: one invocation with its logs.
+pub async fn invocation(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<InvocationRecord>, ApiError> {
+    Ok(Json(p.invocation(&id)?))
+}

@@ -1,0 +1,223 @@
+//! Invocation handlers: function URLs (`ANY /fn/{name}[:qualifier]/{*path}`), which pass the
+//! whole HTTP request through, and `POST /v1/functions/{name}/invoke`, which sends an event body
+//! and returns the function's output.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use lambent_control::{BodyError, InvokeFailure, Served};
+use lambent_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+use lambent_core::{FunctionName, Qualifier, Target};
+use serde::Deserialize;
+
+use crate::body::read_limited;
+use crate::{
+    ApiError, AppState, HEADER_COLD_START, HEADER_DURATION_MS, HEADER_FUNCTION_STATUS,
+    HEADER_INIT_MS, HEADER_INVOCATION_ID, HEADER_VERSION,
+};
+
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+fn millis(d: std::time::Duration) -> HeaderValue {
+    header(&format!("{:.3}", d.as_secs_f64() * 1e3))
+}
+
+fn served_response(served: Served) -> Response {
+    let (mut parts, body) = served.response.into_parts();
+    let h = &mut parts.headers;
+    h.insert(HEADER_INVOCATION_ID, header(&served.invocation_id));
+    h.insert(HEADER_DURATION_MS, millis(served.duration));
+    h.insert(HEADER_INIT_MS, millis(served.init));
+    h.insert(
+        HEADER_COLD_START,
+        HeaderValue::from_static(if served.cold_start { "true" } else { "false" }),
+    );
+    h.insert(HEADER_VERSION, header(&served.version.to_string()));
+    Response::from_parts(parts, Body::new(body))
+}
+
+fn failure_response(f: InvokeFailure) -> Response {
+    let mut response = ApiError::from(f.error).into_response();
+    if let Some(id) = f.invocation_id {
+        response
+            .headers_mut()
+            .insert(HEADER_INVOCATION_ID, header(&id));
+    }
+    response
+        .headers_mut()
+        .insert(HEADER_DURATION_MS, millis(f.duration));
+    response
+}
+
+fn remote_addr(req: &Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// Splits `/fn/{target}/{rest}` into the target and the path the function sees (`/{rest}`).
+fn split_function_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/fn/")?;
+    Some(match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    })
+}
+
+/// `ANY /fn/{name}[:qualifier][/{*path}]`: the request goes to the function as it came, with the
+/// path relative to the function's URL; the function's response comes back as it made it.
+pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
+    let remote = remote_addr(&req);
+    let (parts, body) = req.into_parts();
+    let Some((raw_target, rest)) = split_function_path(parts.uri.path()) else {
+        return ApiError::bad_request("function URLs have the form /fn/NAME[:VERSION]/PATH")
+            .into_response();
+    };
+    let raw_target = raw_target.replace("%24", "$");
+    let target: Target = match raw_target.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", format!("{e}"))
+                .into_response();
+        }
+    };
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_SYNC_PAYLOAD_BYTES as u64) {
+        return ApiError::too_large(MAX_SYNC_PAYLOAD_BYTES).into_response();
+    }
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    let script_name = format!("/fn/{raw_target}");
+    let mut builder = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(path_and_query)
+        .version(parts.version);
+    if let Some(h) = builder.headers_mut() {
+        *h = parts.headers.clone();
+        h.insert(
+            "x-forwarded-prefix",
+            HeaderValue::from_str(&script_name).unwrap_or_else(|_| HeaderValue::from_static("/fn")),
+        );
+    }
+    let body = Limited::new(body, MAX_SYNC_PAYLOAD_BYTES).map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            BodyError::TooLarge {
+                limit: MAX_SYNC_PAYLOAD_BYTES,
+            }
+        } else {
+            BodyError::Stream(e.to_string())
+        }
+    });
+    let guest_req = match builder.body(BodyExt::boxed_unsync(body)) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot forward the request: {e}"))
+                .into_response();
+        }
+    };
+    match p
+        .invoke(
+            &target.name,
+            target.qualifier,
+            guest_req,
+            script_name,
+            remote,
+        )
+        .await
+    {
+        Ok(served) => served_response(served),
+        Err(f) => failure_response(f),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeQuery {
+    qualifier: Option<String>,
+}
+
+/// `POST /v1/functions/{name}/invoke[?qualifier=N]`: the body is the event; the answer is the
+/// function's output with status 200, the function's own status in `x-lambent-function-status`.
+pub async fn invoke(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<InvokeQuery>,
+    req: Request,
+) -> Response {
+    let remote = remote_addr(&req);
+    let result = async {
+        let name = FunctionName::new(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()))?;
+        let qualifier: Qualifier = match q.qualifier.as_deref() {
+            None => Qualifier::Latest,
+            Some(s) => s.parse().map_err(|e: lambent_core::NameError| {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
+            })?,
+        };
+        let (parts, body) = req.into_parts();
+        let event = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES).await?;
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+        let guest_req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/")
+            .header(http::header::HOST, "localhost")
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CONTENT_LENGTH, event.len())
+            .body(Full::new(event))
+            .map_err(|e| ApiError::bad_request(format!("cannot build the event request: {e}")))?;
+        Ok::<_, ApiError>((name, qualifier, guest_req))
+    }
+    .await;
+    let (name, qualifier, guest_req) = match result {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let script_name = format!("/v1/functions/{name}/invoke");
+    match p
+        .invoke(&name, qualifier, guest_req, script_name, remote)
+        .await
+    {
+        Ok(mut served) => {
+            let status = served.response.status();
+            *served.response.status_mut() = StatusCode::OK;
+            served
+                .response
+                .headers_mut()
+                .insert(HEADER_FUNCTION_STATUS, header(status.as_str()));
+            served_response(served)
+        }
+        Err(f) => failure_response(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_paths_split() {
+        assert_eq!(split_function_path("/fn/hello"), Some(("hello", "/")));
+        assert_eq!(split_function_path("/fn/hello/"), Some(("hello", "/")));
+        assert_eq!(
+            split_function_path("/fn/hello:2/a/b"),
+            Some(("hello:2", "/a/b"))
+        );
+        assert_eq!(split_function_path("/v1/x"), None);
+    }
+}

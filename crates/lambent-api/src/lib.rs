@@ -1,0 +1,144 @@
+//! lambent's HTTP front end: the native REST API under `/v1`, function URLs under `/fn`,
+//! `/healthz` and `/metrics`.
+//!
+//! Handlers only parse requests into calls on [`lambent_control::Platform`] and render what comes
+//! back; every error becomes a JSON body with a stable code through [`ApiError`]. Request bodies
+//! are read here with explicit limits, so an oversized upload gets a JSON 413, not a dropped
+//! connection.
+
+#![forbid(unsafe_code)]
+
+mod body;
+mod error;
+mod functions;
+mod invoke;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post, put};
+use lambent_control::Platform;
+
+pub use error::ApiError;
+
+/// Header with the invocation's id.
+pub const HEADER_INVOCATION_ID: &str = "x-lambent-invocation-id";
+/// Header with the time to the response head, in milliseconds.
+pub const HEADER_DURATION_MS: &str = "x-lambent-duration-ms";
+/// Header saying whether the invocation was the version's first in this process.
+pub const HEADER_COLD_START: &str = "x-lambent-cold-start";
+/// Header with the time spent making the instance ready, in milliseconds.
+pub const HEADER_INIT_MS: &str = "x-lambent-init-ms";
+/// Header with the version that ran.
+pub const HEADER_VERSION: &str = "x-lambent-version";
+/// Header with the status the function answered with (on `/v1/functions/{name}/invoke`).
+pub const HEADER_FUNCTION_STATUS: &str = "x-lambent-function-status";
+
+/// Shared state of the handlers.
+pub type AppState = Arc<Platform>;
+
+/// The whole HTTP API.
+pub fn router(platform: Arc<Platform>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/v1/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/v1/functions/{name}",
+            get(functions::get)
+                .put(functions::deploy)
+                .delete(functions::delete),
+        )
+        .route("/v1/functions/{name}/code", put(functions::update_code))
+        .route(
+            "/v1/functions/{name}/config",
+            axum::routing::patch(functions::update_config).put(functions::update_config),
+        )
+        .route(
+            "/v1/functions/{name}/versions",
+            post(functions::publish).get(functions::versions),
+        )
+        .route("/v1/functions/{name}/invoke", post(invoke::invoke))
+        .route("/v1/functions/{name}/logs", get(functions::logs))
+        .route("/v1/invocations/{id}", get(functions::invocation))
+        .route("/fn/{target}", any(invoke::function_url))
+        .route("/fn/{target}/", any(invoke::function_url))
+        .route("/fn/{target}/{*path}", any(invoke::function_url))
+        .fallback(not_found)
+        // Bodies are read with explicit limits in `body`, which answer in JSON.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(platform)
+}
+
+async fn not_found(uri: http::Uri) -> ApiError {
+    ApiError::new(
+        http::StatusCode::NOT_FOUND,
+        "RouteNotFound",
+        format!(
+            "no route for {}; the API lives under /v1 and function URLs under /fn/NAME",
+            uri.path()
+        ),
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
+    let s = platform.stats();
+    let text = format!(
+        "# HELP lambent_invocations_total Invocations started.\n\
+         # TYPE lambent_invocations_total counter\n\
+         lambent_invocations_total {}\n\
+         # HELP lambent_invocation_errors_total Invocations that failed.\n\
+         # TYPE lambent_invocation_errors_total counter\n\
+         lambent_invocation_errors_total {}\n\
+         # HELP lambent_cold_starts_total First invocations of a version in this process.\n\
+         # TYPE lambent_cold_starts_total counter\n\
+         lambent_cold_starts_total {}\n\
+         # HELP lambent_wasm_compilations_total WebAssembly compilations (artifact cache misses).\n\
+         # TYPE lambent_wasm_compilations_total counter\n\
+         lambent_wasm_compilations_total {}\n\
+         # HELP lambent_wasm_artifact_cache_hits_total Compiled artifacts loaded from the cache.\n\
+         # TYPE lambent_wasm_artifact_cache_hits_total counter\n\
+         lambent_wasm_artifact_cache_hits_total {}\n\
+         # HELP lambent_invocation_records_dropped_total Invocation records dropped under load.\n\
+         # TYPE lambent_invocation_records_dropped_total counter\n\
+         lambent_invocation_records_dropped_total {}\n\
+         # HELP lambent_wasm_pooling_allocator Whether the pooling allocator is in use.\n\
+         # TYPE lambent_wasm_pooling_allocator gauge\n\
+         lambent_wasm_pooling_allocator {}\n",
+        s.invocations,
+        s.invocation_errors,
+        s.cold_starts,
+        s.compilations,
+        s.artifact_cache_hits,
+        s.records_dropped,
+        u8::from(s.pooling),
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,689 @@
+//! [`Platform`]: the functions, their code, and the path every invocation takes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lambent_core::limits::MAX_CODE_BYTES;
+use lambent_core::{
+    ConfigError, FunctionConfig, FunctionCreate, FunctionName, FunctionUpdate, FunctionVersion,
+    InvocationOutcome, InvocationRecord, NameError, Qualifier, Runtime,
+};
+use lambent_store::metadata::now_rfc3339;
+use lambent_store::{CodeStore, CodeStoreError, MetadataError, MetadataStore};
+use lambent_wasm::{
+    BodyError, CodeError, EngineError, Failure, InvokeContext, InvokeError, PreparedCode,
+    ResponseBody, WasmEngine, WasmEngineConfig,
+};
+use parking_lot::RwLock;
+use tokio::sync::OnceCell;
+
+use crate::recorder::InvocationRecorder;
+
+const MB: usize = 1024 * 1024;
+
+/// Errors of the control plane. The API maps each to one HTTP status and error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// the function (or the version of it) does not exist
+    #[error("{0}")]
+    NotFound(String),
+    /// a function with this name exists already
+    #[error(
+        "function {0} already exists; update it with PUT /v1/functions/{0}, or delete it first"
+    )]
+    AlreadyExists(String),
+    /// a bad name or qualifier
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// a bad configuration
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// code refused at deploy
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// code larger than the upload limit
+    #[error("the code is {size} bytes; the limit is {limit} bytes")]
+    CodeTooLarge {
+        /// the upload's size
+        size: usize,
+        /// the limit
+        limit: usize,
+    },
+    /// the function failed or could not be run
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    /// metadata storage failed
+    #[error(transparent)]
+    Metadata(MetadataError),
+    /// code storage failed
+    #[error(transparent)]
+    CodeStore(#[from] CodeStoreError),
+    /// the engine could not start
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// a background task failed
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl From<MetadataError> for ControlError {
+    fn from(e: MetadataError) -> Self {
+        match e {
+            MetadataError::AlreadyExists(name) => ControlError::AlreadyExists(name),
+            MetadataError::NoSuchFunction(name) => {
+                ControlError::NotFound(format!("function {name} does not exist"))
+            }
+            other => ControlError::Metadata(other),
+        }
+    }
+}
+
+/// Where and how the platform runs.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The data directory: `metadata.db`, `code/`, `artifacts/`.
+    pub data_dir: PathBuf,
+    /// Instances that may exist at once.
+    pub max_instances: u32,
+}
+
+/// A successful start of an invocation.
+#[derive(Debug)]
+pub struct Served {
+    /// The invocation's id.
+    pub invocation_id: String,
+    /// The version that ran.
+    pub version: Qualifier,
+    /// The function's response.
+    pub response: http::Response<ResponseBody>,
+    /// Whether this was the version's first instance in this process.
+    pub cold_start: bool,
+    /// Time to make the instance ready (loading code on a cold start, then instantiating).
+    pub init: Duration,
+    /// Time from the start of the invocation to the response head.
+    pub duration: Duration,
+}
+
+/// A failed invocation.
+#[derive(Debug)]
+pub struct InvokeFailure {
+    /// The invocation's id, when it got far enough to have one.
+    pub invocation_id: Option<String>,
+    /// Why it failed.
+    pub error: ControlError,
+    /// Time spent before it failed.
+    pub duration: Duration,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformStats {
+    /// Invocations started.
+    pub invocations: u64,
+    /// Invocations that failed.
+    pub invocation_errors: u64,
+    /// Cold starts.
+    pub cold_starts: u64,
+    /// Compilations since start.
+    pub compilations: u64,
+    /// Artifact cache hits since start.
+    pub artifact_cache_hits: u64,
+    /// Invocation records dropped because the writer fell behind.
+    pub records_dropped: u64,
+    /// Whether the pooling allocator is in use.
+    pub pooling: bool,
+}
+
+/// A resolved version in the invocation path's cache.
+#[derive(Debug)]
+struct ResolvedVersion {
+    version: FunctionVersion,
+    started: AtomicBool,
+}
+
+type CodeCell = Arc<OnceCell<PreparedCode>>;
+
+/// One node's control plane.
+#[derive(Debug)]
+pub struct Platform {
+    metadata: Arc<MetadataStore>,
+    code: CodeStore,
+    engine: Arc<WasmEngine>,
+    versions: RwLock<HashMap<(FunctionName, Qualifier), Arc<ResolvedVersion>>>,
+    prepared: RwLock<HashMap<String, CodeCell>>,
+    writes: tokio::sync::Mutex<()>,
+    recorder: Arc<InvocationRecorder>,
+    invocations: AtomicU64,
+    invocation_errors: Arc<AtomicU64>,
+    cold_starts: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Platform {
+    /// Opens the data directory and starts the executor.
+    pub fn open(config: &PlatformConfig) -> Result<Self, ControlError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| CodeStoreError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let metadata = Arc::new(MetadataStore::open(&config.data_dir.join("metadata.db"))?);
+        let code = CodeStore::open(config.data_dir.join("code"))?;
+        let engine = WasmEngine::new(&WasmEngineConfig {
+            cache_dir: config.data_dir.join("artifacts"),
+            max_instances: config.max_instances,
+        })?;
+        Ok(Self {
+            recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
+            metadata,
+            code,
+            engine: Arc::new(engine),
+            versions: RwLock::default(),
+            prepared: RwLock::default(),
+            writes: tokio::sync::Mutex::new(()),
+            invocations: AtomicU64::new(0),
+            invocation_errors: Arc::new(AtomicU64::new(0)),
+            cold_starts: AtomicU64::new(0),
+        })
+    }
+
+    /// Loads every stored function's compiled code (from the artifact cache: nothing is compiled
+    /// again after a restart) so that first calls do not pay for it. Returns how many code objects
+    /// were loaded; failures are logged and left to the first invocation to report.
+    pub async fn warm_up(&self) -> Result<usize, ControlError> {
+        let metadata = self.metadata.clone();
+        let all = tokio::task::spawn_blocking(move || metadata.all_versions())
+            .await
+            .map_err(|e| ControlError::Task(e.to_string()))??;
+        let mut loaded = 0;
+        for v in all {
+            match self.prepared_code(&v).await {
+                Ok((_, _)) => loaded += 1,
+                Err(e) => {
+                    tracing::warn!(function = %v.name, version = %v.version, error = %e, "cannot load code")
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PlatformStats {
+        let engine = self.engine.stats();
+        PlatformStats {
+            invocations: self.invocations.load(Ordering::Relaxed),
+            invocation_errors: self.invocation_errors.load(Ordering::Relaxed),
+            cold_starts: self.cold_starts.load(Ordering::Relaxed),
+            compilations: engine.compilations,
+            artifact_cache_hits: engine.cache_hits,
+            records_dropped: self.recorder.dropped(),
+            pooling: engine.pooling,
+        }
+    }
+
+    /// Flushes invocation records; call after the server stopped taking requests.
+    pub fn shutdown(&self) {
+        self.recorder.shutdown();
+    }
+
+    // ----- deploy -------------------------------------------------------------------------
+
+    /// Validates and compiles `code` for `runtime` (or the runtime detected from it).
+    async fn prepare(
+        &self,
+        runtime: Option<Runtime>,
+        code: Bytes,
+    ) -> Result<(Runtime, PreparedCode), ControlError> {
+        if code.len() > MAX_CODE_BYTES {
+            return Err(ControlError::CodeTooLarge {
+                size: code.len(),
+                limit: MAX_CODE_BYTES,
+            });
+        }
+        let runtime = match runtime {
+            Some(r) => r,
+            None => WasmEngine::detect_runtime(&code)?,
+        };
+        let engine = self.engine.clone();
+        let prepared = tokio::task::spawn_blocking(move || engine.prepare(runtime, &code))
+            .await
+            .map_err(|e| ControlError::Task(e.to_string()))??;
+        Ok((runtime, prepared))
+    }
+
+    /// Stores code, then runs `write` (the metadata change); if `write` fails, code this call
+    /// stored and nothing references is removed again, so a failed deploy leaves nothing behind.
+    async fn store_code_then<F>(
+        &self,
+        code: &Bytes,
+        prepared: PreparedCode,
+        write: F,
+    ) -> Result<(String, Option<String>), ControlError>
+    where
+        F: FnOnce(&MetadataStore, &str) -> Result<Option<String>, ControlError>,
+    {
+        let (sha, new) = self.code.put(code)?;
+        match write(&self.metadata, &sha) {
+            Ok(replaced) => {
+                self.prepared
+                    .write()
+                    .entry(sha.clone())
+                    .or_insert_with(|| Arc::new(OnceCell::new_with(Some(prepared))));
+                Ok((sha, replaced))
+            }
+            Err(e) => {
+                if new && !self.metadata.code_in_use(&sha).unwrap_or(true) {
+                    let _ = self.code.remove(&sha);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes code objects (and their loaded forms) that no version references any more.
+    fn collect_garbage(&self, hashes: impl IntoIterator<Item = String>) {
+        for sha in hashes {
+            match self.metadata.code_in_use(&sha) {
+                Ok(false) => {
+                    self.prepared.write().remove(&sha);
+                    if let Err(e) = self.code.remove(&sha) {
+                        tracing::warn!(sha = %sha, error = %e, "cannot remove unused code");
+                    }
+                }
+                Ok(true) => {}
+                Err(e) => tracing::warn!(sha = %sha, error = %e, "cannot check code use"),
+            }
+        }
+    }
+
+    fn forget(&self, name: &FunctionName) {
+        self.versions.write().retain(|(n, _), _| n != name);
+    }
+
+    fn latest_record(
+        name: &FunctionName,
+        config: FunctionConfig,
+        sha: &str,
+        size: usize,
+    ) -> FunctionVersion {
+        FunctionVersion {
+            name: name.clone(),
+            version: Qualifier::Latest,
+            config,
+            code_sha256: sha.to_owned(),
+            code_size: size as u64,
+            last_modified: now_rfc3339(),
+            revision_id: new_id(),
+        }
+    }
+
+    /// Creates a function; fails with `AlreadyExists` if the name is taken.
+    pub async fn create(
+        &self,
+        name: FunctionName,
+        create: FunctionCreate,
+        code: Bytes,
+    ) -> Result<FunctionVersion, ControlError> {
+        self.deploy_inner(name, create, code, false)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// Creates the function or replaces its `$LATEST` code and configuration; the boolean says
+    /// whether it was created.
+    pub async fn deploy(
+        &self,
+        name: FunctionName,
+        create: FunctionCreate,
+        code: Bytes,
+    ) -> Result<(FunctionVersion, bool), ControlError> {
+        self.deploy_inner(name, create, code, true).await
+    }
+
+    async fn deploy_inner(
+        &self,
+        name: FunctionName,
+        create: FunctionCreate,
+        code: Bytes,
+        replace: bool,
+    ) -> Result<(FunctionVersion, bool), ControlError> {
+        let runtime = create.runtime.as_deref().map(str::parse).transpose()?;
+        // Check the configuration before the (slow) compilation, with the runtime it will have.
+        let runtime_for_check = match runtime {
+            Some(r) => r,
+            None => WasmEngine::detect_runtime(&code)?,
+        };
+        let config = FunctionConfig::from_create(&create, runtime_for_check)?;
+        let (_, prepared) = self.prepare(Some(runtime_for_check), code.clone()).await?;
+        let _guard = self.writes.lock().await;
+        let record = |sha: &str| Self::latest_record(&name, config.clone(), sha, code.len());
+        let mut created = true;
+        let (sha, replaced) = self
+            .store_code_then(&code, prepared, |metadata, sha| {
+                let latest = record(sha);
+                match metadata.create(&latest) {
+                    Ok(()) => Ok(None),
+                    Err(MetadataError::AlreadyExists(_)) if replace => {
+                        let old = metadata.get(&name, Qualifier::Latest)?;
+                        metadata.replace_latest(&latest)?;
+                        created = false;
+                        Ok(old.map(|o| o.code_sha256))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?;
+        self.forget(&name);
+        self.collect_garbage(replaced);
+        let stored = self
+            .metadata
+            .get(&name, Qualifier::Latest)?
+            .ok_or_else(|| ControlError::NotFound(format!("function {name} does not exist")))?;
+        debug_assert_eq!(stored.code_sha256, sha);
+        tracing::info!(function = %name, runtime = %stored.config.runtime, sha256 = %sha, created, "deployed");
+        Ok((stored, created))
+    }
+
+    /// Replaces the code of `$LATEST`, keeping its configuration.
+    pub async fn update_code(
+        &self,
+        name: &FunctionName,
+        code: Bytes,
+    ) -> Result<FunctionVersion, ControlError> {
+        let current = self.get(name, Qualifier::Latest)?;
+        let (_, prepared) = self
+            .prepare(Some(current.config.runtime), code.clone())
+            .await?;
+        let _guard = self.writes.lock().await;
+        let config = self.get(name, Qualifier::Latest)?.config;
+        let latest = |sha: &str| Self::latest_record(name, config.clone(), sha, code.len());
+        let (_, replaced) = self
+            .store_code_then(&code, prepared, |metadata, sha| {
+                metadata.replace_latest(&latest(sha))?;
+                Ok(Some(current.code_sha256.clone()))
+            })
+            .await?;
+        self.forget(name);
+        self.collect_garbage(replaced);
+        self.get(name, Qualifier::Latest)
+    }
+
+    /// Changes the configuration of `$LATEST`, keeping its code.
+    pub async fn update_config(
+        &self,
+        name: &FunctionName,
+        update: &FunctionUpdate,
+    ) -> Result<FunctionVersion, ControlError> {
+        let _guard = self.writes.lock().await;
+        let mut latest = self.get(name, Qualifier::Latest)?;
+        latest.config = latest.config.updated(update)?;
+        latest.last_modified = now_rfc3339();
+        latest.revision_id = new_id();
+        self.metadata.replace_latest(&latest)?;
+        self.forget(name);
+        Ok(latest)
+    }
+
+    /// One version of a function.
+    pub fn get(
+        &self,
+        name: &FunctionName,
+        qualifier: Qualifier,
+    ) -> Result<FunctionVersion, ControlError> {
+        self.metadata
+            .get(name, qualifier)?
+            .ok_or_else(|| not_found(name, qualifier))
+    }
+
+    /// A page of functions by name, and the marker of the next page.
+    pub fn list(
+        &self,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<FunctionVersion>, Option<String>), ControlError> {
+        let mut page = self.metadata.list(limit.saturating_add(1), after)?;
+        let next = if page.len() > limit as usize {
+            page.truncate(limit as usize);
+            page.last().map(|v| v.name.to_string())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Every version of a function, `$LATEST` first.
+    pub fn versions(&self, name: &FunctionName) -> Result<Vec<FunctionVersion>, ControlError> {
+        let versions = self.metadata.versions(name)?;
+        if versions.is_empty() {
+            return Err(not_found(name, Qualifier::Latest));
+        }
+        Ok(versions)
+    }
+
+    /// Publishes `$LATEST` as an immutable version (or returns the newest version when nothing
+    /// changed since it); the boolean says whether a version was created.
+    pub async fn publish(
+        &self,
+        name: &FunctionName,
+        description: Option<&str>,
+    ) -> Result<(FunctionVersion, bool), ControlError> {
+        if let Some(d) = description {
+            let chars = d.chars().count();
+            if chars > lambent_core::limits::MAX_DESCRIPTION_CHARS {
+                return Err(ConfigError::DescriptionTooLong(chars).into());
+            }
+        }
+        let _guard = self.writes.lock().await;
+        Ok(self
+            .metadata
+            .publish(name, description, &now_rfc3339(), &new_id())?)
+    }
+
+    /// Deletes a function, all its versions, and code nothing else uses.
+    pub async fn delete(&self, name: &FunctionName) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        let hashes = self.metadata.delete(name)?;
+        self.forget(name);
+        self.collect_garbage(hashes);
+        tracing::info!(function = %name, "deleted");
+        Ok(())
+    }
+
+    /// The newest invocations of a function, newest first.
+    pub fn recent_invocations(
+        &self,
+        name: &FunctionName,
+        limit: u32,
+    ) -> Result<Vec<InvocationRecord>, ControlError> {
+        Ok(self.metadata.recent_invocations(name, limit)?)
+    }
+
+    /// One invocation's record.
+    pub fn invocation(&self, id: &str) -> Result<InvocationRecord, ControlError> {
+        self.metadata
+            .invocation(id)?
+            .ok_or_else(|| ControlError::NotFound(format!("no invocation {id} is recorded")))
+    }
+
+    // ----- invoke -------------------------------------------------------------------------
+
+    fn resolve(
+        &self,
+        name: &FunctionName,
+        qualifier: Qualifier,
+    ) -> Result<Arc<ResolvedVersion>, ControlError> {
+        let key = (name.clone(), qualifier);
+        if let Some(v) = self.versions.read().get(&key) {
+            return Ok(v.clone());
+        }
+        let version = self.get(name, qualifier)?;
+        let resolved = Arc::new(ResolvedVersion {
+            version,
+            started: AtomicBool::new(false),
+        });
+        Ok(self.versions.write().entry(key).or_insert(resolved).clone())
+    }
+
+    /// The prepared code of a version, loading it (from the code store and the artifact cache)
+    /// if this process has not yet; the duration is the time spent loading.
+    async fn prepared_code(
+        &self,
+        v: &FunctionVersion,
+    ) -> Result<(PreparedCode, Duration), ControlError> {
+        let cell = {
+            let existing = self.prepared.read().get(&v.code_sha256).cloned();
+            match existing {
+                Some(c) => c,
+                None => self
+                    .prepared
+                    .write()
+                    .entry(v.code_sha256.clone())
+                    .or_default()
+                    .clone(),
+            }
+        };
+        if let Some(p) = cell.get() {
+            return Ok((p.clone(), Duration::ZERO));
+        }
+        let started = Instant::now();
+        let prepared = cell
+            .get_or_try_init(|| async {
+                let store = self.code.clone();
+                let sha = v.code_sha256.clone();
+                let bytes = tokio::task::spawn_blocking(move || store.get(&sha))
+                    .await
+                    .map_err(|e| ControlError::Task(e.to_string()))??;
+                self.prepare(Some(v.config.runtime), Bytes::from(bytes))
+                    .await
+                    .map(|(_, p)| p)
+            })
+            .await?;
+        Ok((prepared.clone(), started.elapsed()))
+    }
+
+    /// Runs one invocation of `name:qualifier` with `request`. `script_name` is the URL prefix
+    /// the function is served under.
+    pub async fn invoke<B>(
+        &self,
+        name: &FunctionName,
+        qualifier: Qualifier,
+        request: http::Request<B>,
+        script_name: String,
+        remote_addr: Option<std::net::SocketAddr>,
+    ) -> Result<Served, InvokeFailure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BodyError>,
+    {
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let refused = |error| InvokeFailure {
+            invocation_id: None,
+            error,
+            duration: started.elapsed(),
+        };
+        let resolved = self.resolve(name, qualifier).map_err(refused)?;
+        let v = &resolved.version;
+        let (code, load) = self.prepared_code(v).await.map_err(refused)?;
+        let cold_start = !resolved.started.swap(true, Ordering::Relaxed);
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        if cold_start {
+            self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        }
+        let id = new_id();
+        let ctx = InvokeContext {
+            memory_bytes: v.config.memory_mb as usize * MB,
+            timeout: Duration::from_secs(u64::from(v.config.timeout_s)),
+            environment: v
+                .config
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            script_name,
+            remote_addr,
+        };
+        let record = |outcome: InvocationOutcome, error: Option<String>, init: Duration, logs| {
+            InvocationRecord {
+                id: id.clone(),
+                function: v.name.to_string(),
+                version: v.version.to_string(),
+                started_at_ms,
+                duration_ms: started.elapsed().as_secs_f64() * 1e3,
+                init_ms: init.as_secs_f64() * 1e3,
+                cold_start,
+                outcome,
+                error,
+                logs,
+            }
+        };
+        match self.engine.invoke(&code, request, &ctx).await {
+            Ok(invocation) => {
+                let init = load + invocation.init;
+                let duration = started.elapsed();
+                let recorder_record = record(InvocationOutcome::Success, None, init, String::new());
+                let completion = invocation.completion;
+                let recorder = self.recorder.clone();
+                let errors = self.invocation_errors.clone();
+                tokio::spawn(async move {
+                    let mut rec = recorder_record;
+                    match completion.await {
+                        Ok(c) => {
+                            rec.logs = c.logs;
+                            if let Err(e) = c.result {
+                                rec.outcome = e.outcome();
+                                rec.error = Some(e.to_string());
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            rec.outcome = InvocationOutcome::PlatformError;
+                            rec.error = Some("the invocation ended without a report".into());
+                        }
+                    }
+                    rec.duration_ms = rec.duration_ms.max(started.elapsed().as_secs_f64() * 1e3);
+                    recorder.record(rec);
+                });
+                Ok(Served {
+                    invocation_id: id,
+                    version: v.version,
+                    response: invocation.response,
+                    cold_start,
+                    init,
+                    duration,
+                })
+            }
+            Err(Failure { error, logs, init }) => {
+                self.invocation_errors.fetch_add(1, Ordering::Relaxed);
+                let rec = record(error.outcome(), Some(error.to_string()), load + init, logs);
+                self.recorder.record(rec);
+                Err(InvokeFailure {
+                    invocation_id: Some(id.clone()),
+                    error: error.into(),
+                    duration: started.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+fn not_found(name: &FunctionName, qualifier: Qualifier) -> ControlError {
+    match qualifier {
+        Qualifier::Latest => ControlError::NotFound(format!("function {name} does not exist")),
+        Qualifier::Version(n) => {
+            ControlError::NotFound(format!("version {n} of function {name} does not exist"))
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Domain types of lambent: function names and qualifiers, runtimes, function configuration and
+//! its limits, and the records of invocations.
+//!
+//! This crate does no I/O. Every limit and default is a named constant next to what it limits, and
+//! user input becomes a runtime type only through the validating constructors here, so that the
+//! rest of the platform never sees an unchecked name, runtime or setting.
+
+#![forbid(unsafe_code)]
+
+pub mod function;
+pub mod invocation;
+pub mod limits;
+pub mod name;
+
+pub use function::{
+    ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, Runtime,
+};
+pub use invocation::{InvocationOutcome, InvocationRecord};
+pub use name::{FunctionName, NameError, Qualifier, Target};

@@ -1,0 +1,40 @@
+//! Limits and defaults, each named once. The numbers follow AWS Lambda where Lambda has one, so a
+//! function that fits Lambda fits lambent.
+
+/// Smallest memory setting a function may have, in MB (Lambda's minimum).
+pub const MIN_MEMORY_MB: u32 = 128;
+/// Largest memory setting a function may have, in MB (Lambda's maximum).
+pub const MAX_MEMORY_MB: u32 = 10_240;
+/// Largest memory setting for a WebAssembly function: a 32-bit linear memory cannot exceed 4 GiB.
+pub const MAX_WASM_MEMORY_MB: u32 = 4_096;
+/// Memory given to a function that does not ask for a size, in MB (Lambda's default).
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+
+/// Shortest timeout, in seconds.
+pub const MIN_TIMEOUT_S: u32 = 1;
+/// Longest timeout, in seconds (Lambda's 15 minutes).
+pub const MAX_TIMEOUT_S: u32 = 900;
+/// Timeout of a function that does not set one, in seconds (Lambda's default).
+pub const DEFAULT_TIMEOUT_S: u32 = 3;
+
+/// Largest request or event body of a synchronous invocation, in bytes (Lambda's 6 MB).
+pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Largest response a buffered (CGI-style) function may write, in bytes (Lambda's 6 MB).
+pub const MAX_SYNC_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+/// Largest code upload, in bytes. A Python component built with componentize-py is about 40 MB.
+pub const MAX_CODE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Largest total size of a function's environment variables, keys and values, in bytes (Lambda's 4 KB).
+pub const MAX_ENVIRONMENT_BYTES: usize = 4 * 1024;
+/// Longest description, in characters (Lambda's 256).
+pub const MAX_DESCRIPTION_CHARS: usize = 256;
+/// Longest function name, in characters (Lambda's 64).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Most log bytes kept per invocation (stdout and stderr together); the rest is cut with a marker.
+pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 * 1024;
+
+/// Default page size of list operations.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page size of list operations.
+pub const MAX_PAGE_SIZE: u32 = 1_000;

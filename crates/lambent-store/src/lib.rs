@@ -1,0 +1,13 @@
+//! lambent's embedded storage for one machine: function metadata and invocation records in a
+//! SQLite file, and code in a content-addressed, zstd-compressed file store.
+//!
+//! It does not decide anything: validation happens before data reaches it, and it knows nothing
+//! of executors. The NATS JetStream backends for a fleet will sit beside these ones.
+
+#![forbid(unsafe_code)]
+
+pub mod code;
+pub mod metadata;
+
+pub use code::{CodeStore, CodeStoreError};
+pub use metadata::{MetadataError, MetadataStore};

@@ -1,0 +1,557 @@
+//! Function metadata and invocation records in one SQLite file (WAL mode).
+//!
+//! `$LATEST` and published versions share one table; `$LATEST` is version 0. Every change is one
+//! transaction, so a failed call leaves nothing half-written.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lambent_core::{
+    FunctionConfig, FunctionName, FunctionVersion, InvocationOutcome, InvocationRecord, Qualifier,
+    Runtime,
+};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// SQLite reported an error
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// a function with this name exists already
+    #[error("function {0} already exists; update it instead, or delete it first")]
+    AlreadyExists(String),
+    /// no function with this name
+    #[error("function {0} does not exist")]
+    NoSuchFunction(String),
+    /// a stored row could not be read back
+    #[error("metadata row for {name} is unreadable: {what}")]
+    Corrupt {
+        /// the function
+        name: String,
+        /// what was wrong
+        what: String,
+    },
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS function_versions (
+    name          TEXT    NOT NULL,
+    version       INTEGER NOT NULL,          -- 0 is $LATEST
+    runtime       TEXT    NOT NULL,
+    memory_mb     INTEGER NOT NULL,
+    timeout_s     INTEGER NOT NULL,
+    environment   TEXT    NOT NULL,          -- JSON object
+    description   TEXT    NOT NULL,
+    code_sha256   TEXT    NOT NULL,
+    code_size     INTEGER NOT NULL,
+    last_modified TEXT    NOT NULL,
+    revision_id   TEXT    NOT NULL,
+    PRIMARY KEY (name, version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS function_versions_by_code ON function_versions (code_sha256);
+CREATE TABLE IF NOT EXISTS invocations (
+    id            TEXT    PRIMARY KEY,
+    function      TEXT    NOT NULL,
+    version       TEXT    NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    duration_ms   REAL    NOT NULL,
+    init_ms       REAL    NOT NULL,
+    cold_start    INTEGER NOT NULL,
+    outcome       TEXT    NOT NULL,
+    error         TEXT,
+    logs          TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, started_at_ms);
+"#;
+
+const COLUMNS: &str = "name, version, runtime, memory_mb, timeout_s, environment, description, \
+                       code_sha256, code_size, last_modified, revision_id";
+
+/// The SQLite metadata store. One connection behind a mutex: SQLite serialises writers anyway,
+/// and every statement here is short.
+#[derive(Debug)]
+pub struct MetadataStore {
+    conn: Mutex<Connection>,
+}
+
+fn version_number(q: Qualifier) -> i64 {
+    match q {
+        Qualifier::Latest => 0,
+        Qualifier::Version(n) => i64::from(n),
+    }
+}
+
+fn row_to_version(row: &Row<'_>) -> rusqlite::Result<Result<FunctionVersion, MetadataError>> {
+    let name: String = row.get(0)?;
+    let version: i64 = row.get(1)?;
+    let runtime: String = row.get(2)?;
+    let environment: String = row.get(5)?;
+    let corrupt = |what: String| MetadataError::Corrupt {
+        name: name.clone(),
+        what,
+    };
+    let parsed = (|| {
+        let fname = FunctionName::new(&name).map_err(|e| corrupt(e.to_string()))?;
+        let runtime: Runtime = runtime.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let environment: BTreeMap<String, String> =
+            serde_json::from_str(&environment).map_err(|e| corrupt(e.to_string()))?;
+        let version = match version {
+            0 => Qualifier::Latest,
+            n => Qualifier::Version(
+                u32::try_from(n).map_err(|_| corrupt(format!("version {n} out of range")))?,
+            ),
+        };
+        Ok::<_, MetadataError>((fname, runtime, environment, version))
+    })();
+    let (fname, runtime, environment, version) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(FunctionVersion {
+        name: fname,
+        version,
+        config: FunctionConfig {
+            runtime,
+            memory_mb: row.get(3)?,
+            timeout_s: row.get(4)?,
+            environment,
+            description: row.get(6)?,
+        },
+        code_sha256: row.get(7)?,
+        code_size: row.get(8)?,
+        last_modified: row.get(9)?,
+        revision_id: row.get(10)?,
+    }))
+}
+
+fn collect_versions(
+    rows: impl Iterator<Item = rusqlite::Result<Result<FunctionVersion, MetadataError>>>,
+) -> Result<Vec<FunctionVersion>, MetadataError> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+fn insert_version(conn: &Connection, v: &FunctionVersion) -> rusqlite::Result<usize> {
+    let env = serde_json::to_string(&v.config.environment).unwrap_or_else(|_| "{}".into());
+    conn.execute(
+        &format!("INSERT INTO function_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+        params![
+            v.name.as_str(),
+            version_number(v.version),
+            v.config.runtime.as_str(),
+            v.config.memory_mb,
+            v.config.timeout_s,
+            env,
+            v.config.description,
+            v.code_sha256,
+            v.code_size,
+            v.last_modified,
+            v.revision_id,
+        ],
+    )
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+impl MetadataStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, MetadataError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Creates a function: stores `latest` as its `$LATEST`. Fails if the name is taken.
+    pub fn create(&self, latest: &FunctionVersion) -> Result<(), MetadataError> {
+        let conn = self.conn.lock();
+        match insert_version(&conn, latest) {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(MetadataError::AlreadyExists(latest.name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces the `$LATEST` of an existing function.
+    pub fn replace_latest(&self, latest: &FunctionVersion) -> Result<(), MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM function_versions WHERE name = ?1 AND version = 0",
+            [latest.name.as_str()],
+        )?;
+        if n == 0 {
+            return Err(MetadataError::NoSuchFunction(latest.name.to_string()));
+        }
+        insert_version(&tx, latest)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One version of a function.
+    pub fn get(
+        &self,
+        name: &FunctionName,
+        qualifier: Qualifier,
+    ) -> Result<Option<FunctionVersion>, MetadataError> {
+        let conn = self.conn.lock();
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM function_versions WHERE name = ?1 AND version = ?2"
+                ),
+                params![name.as_str(), version_number(qualifier)],
+                row_to_version,
+            )
+            .optional()?;
+        row.transpose()
+    }
+
+    /// A page of functions (their `$LATEST`), by name, starting after `after`.
+    pub fn list(
+        &self,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<Vec<FunctionVersion>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM function_versions WHERE version = 0 AND name > ?1 \
+             ORDER BY name LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit], row_to_version)?;
+        collect_versions(rows)
+    }
+
+    /// Every version of a function, `$LATEST` first; empty when the function does not exist.
+    pub fn versions(&self, name: &FunctionName) -> Result<Vec<FunctionVersion>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM function_versions WHERE name = ?1 ORDER BY version"
+        ))?;
+        let rows = stmt.query_map([name.as_str()], row_to_version)?;
+        collect_versions(rows)
+    }
+
+    /// Every version of every function (for warming the executor at start-up).
+    pub fn all_versions(&self) -> Result<Vec<FunctionVersion>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM function_versions ORDER BY name, version"
+        ))?;
+        let rows = stmt.query_map([], row_to_version)?;
+        collect_versions(rows)
+    }
+
+    /// Publishes `$LATEST` as the next version number. Like Lambda, when `$LATEST` has not changed
+    /// since the newest published version, that version is returned instead of a new one; the
+    /// boolean says whether a version was created.
+    pub fn publish(
+        &self,
+        name: &FunctionName,
+        description: Option<&str>,
+        now: &str,
+        revision_id: &str,
+    ) -> Result<(FunctionVersion, bool), MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let select = format!(
+            "SELECT {COLUMNS} FROM function_versions WHERE name = ?1 ORDER BY version DESC LIMIT 1 OFFSET ?2"
+        );
+        let latest = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM function_versions WHERE name = ?1 AND version = 0"),
+                [name.as_str()],
+                row_to_version,
+            )
+            .optional()?
+            .transpose()?
+            .ok_or_else(|| MetadataError::NoSuchFunction(name.to_string()))?;
+        let newest = tx
+            .query_row(&select, params![name.as_str(), 0], row_to_version)
+            .optional()?
+            .transpose()?;
+        if let Some(newest) = newest.filter(|v| v.version != Qualifier::Latest) {
+            let same_config = FunctionConfig {
+                description: latest.config.description.clone(),
+                ..newest.config.clone()
+            } == latest.config;
+            if newest.code_sha256 == latest.code_sha256 && same_config {
+                return Ok((newest, false));
+            }
+        }
+        let next: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE name = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?;
+        let number = u32::try_from(next).map_err(|_| MetadataError::Corrupt {
+            name: name.to_string(),
+            what: format!("version {next} out of range"),
+        })?;
+        let mut version = latest;
+        version.version = Qualifier::Version(number);
+        if let Some(d) = description {
+            version.config.description = d.to_owned();
+        }
+        version.last_modified = now.to_owned();
+        version.revision_id = revision_id.to_owned();
+        insert_version(&tx, &version)?;
+        tx.commit()?;
+        Ok((version, true))
+    }
+
+    /// Deletes a function and all its versions; returns the code hashes they referenced, or
+    /// `NoSuchFunction`.
+    pub fn delete(&self, name: &FunctionName) -> Result<Vec<String>, MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let hashes = {
+            let mut stmt =
+                tx.prepare("SELECT DISTINCT code_sha256 FROM function_versions WHERE name = ?1")?;
+            stmt.query_map([name.as_str()], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        if hashes.is_empty() {
+            return Err(MetadataError::NoSuchFunction(name.to_string()));
+        }
+        tx.execute(
+            "DELETE FROM function_versions WHERE name = ?1",
+            [name.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(hashes)
+    }
+
+    /// Whether any version of any function uses the code `sha256`.
+    pub fn code_in_use(&self, sha256: &str) -> Result<bool, MetadataError> {
+        let conn = self.conn.lock();
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM function_versions WHERE code_sha256 = ?1",
+            [sha256],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Stores a batch of invocation records in one transaction.
+    pub fn record_invocations(&self, records: &[InvocationRecord]) -> Result<(), MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO invocations (id, function, version, started_at_ms, \
+                 duration_ms, init_ms, cold_start, outcome, error, logs) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.id,
+                    r.function,
+                    r.version,
+                    r.started_at_ms,
+                    r.duration_ms,
+                    r.init_ms,
+                    r.cold_start,
+                    r.outcome.as_str(),
+                    r.error,
+                    r.logs,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Keeps only the newest `keep` invocation records.
+    pub fn prune_invocations(&self, keep: u64) -> Result<usize, MetadataError> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM invocations WHERE rowid <= \
+             (SELECT rowid FROM invocations ORDER BY rowid DESC LIMIT 1 OFFSET ?1)",
+            [keep],
+        )?)
+    }
+
+    /// One invocation record.
+    pub fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, MetadataError> {
+        let conn = self.conn.lock();
+        let r = conn
+            .query_row(
+                "SELECT id, function, version, started_at_ms, duration_ms, init_ms, cold_start, \
+                 outcome, error, logs FROM invocations WHERE id = ?1",
+                [id],
+                row_to_invocation,
+            )
+            .optional()?;
+        Ok(r)
+    }
+
+    /// The newest `limit` invocations of a function, newest first.
+    pub fn recent_invocations(
+        &self,
+        function: &FunctionName,
+        limit: u32,
+    ) -> Result<Vec<InvocationRecord>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, function, version, started_at_ms, duration_ms, init_ms, cold_start, \
+             outcome, error, logs FROM invocations WHERE function = ?1 \
+             ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![function.as_str(), limit], row_to_invocation)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+fn row_to_invocation(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    let outcome: String = row.get(7)?;
+    Ok(InvocationRecord {
+        id: row.get(0)?,
+        function: row.get(1)?,
+        version: row.get(2)?,
+        started_at_ms: row.get(3)?,
+        duration_ms: row.get(4)?,
+        init_ms: row.get(5)?,
+        cold_start: row.get(6)?,
+        outcome: InvocationOutcome::parse(&outcome).unwrap_or(InvocationOutcome::PlatformError),
+        error: row.get(8)?,
+        logs: row.get(9)?,
+    })
+}
+
+/// The current time as RFC 3339, for `last_modified`.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(name: &str, sha: &str) -> FunctionVersion {
+        FunctionVersion {
+            name: FunctionName::new(name).expect("name"),
+            version: Qualifier::Latest,
+            config: FunctionConfig {
+                runtime: Runtime::WasiHttp,
+                memory_mb: 128,
+                timeout_s: 3,
+                environment: BTreeMap::from([("A".into(), "1".into())]),
+                description: String::new(),
+            },
+            code_sha256: sha.into(),
+            code_size: 10,
+            last_modified: now_rfc3339(),
+            revision_id: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn create_publish_and_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let v = version("f", "aa");
+        store.create(&v).expect("create");
+        assert!(matches!(
+            store.create(&v),
+            Err(MetadataError::AlreadyExists(_))
+        ));
+        let name = v.name.clone();
+        let (v1, created) = store.publish(&name, None, "t", "r2").expect("publish");
+        assert!(created);
+        assert_eq!(v1.version, Qualifier::Version(1));
+        let (again, created) = store
+            .publish(&name, None, "t", "r3")
+            .expect("publish again");
+        assert!(!created, "unchanged $LATEST publishes nothing new");
+        assert_eq!(again.version, Qualifier::Version(1));
+
+        let mut changed = version("f", "bb");
+        changed.config.memory_mb = 256;
+        store.replace_latest(&changed).expect("update");
+        let (v2, created) = store
+            .publish(&name, Some("two"), "t", "r4")
+            .expect("publish");
+        assert!(created);
+        assert_eq!(v2.version, Qualifier::Version(2));
+        assert_eq!(v2.config.description, "two");
+        let old = store
+            .get(&name, Qualifier::Version(1))
+            .expect("get")
+            .expect("exists");
+        assert_eq!(old.code_sha256, "aa", "published versions are immutable");
+        assert_eq!(store.versions(&name).expect("versions").len(), 3);
+        assert!(store.code_in_use("aa").expect("in use"));
+        let mut hashes = store.delete(&name).expect("delete");
+        hashes.sort();
+        assert_eq!(hashes, vec!["aa".to_string(), "bb".to_string()]);
+        assert!(!store.code_in_use("aa").expect("in use"));
+        assert!(matches!(
+            store.delete(&name),
+            Err(MetadataError::NoSuchFunction(_))
+        ));
+    }
+
+    #[test]
+    fn list_pages_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        for n in ["c", "a", "b"] {
+            store.create(&version(n, "aa")).expect("create");
+        }
+        let page = store.list(2, None).expect("list");
+        let names: Vec<_> = page.iter().map(|v| v.name.to_string()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let page = store.list(2, Some("b")).expect("list");
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].name.as_str(), "c");
+    }
+
+    #[test]
+    fn invocations_round_trip_and_prune() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let recs: Vec<_> = (0..5)
+            .map(|i| InvocationRecord {
+                id: format!("id{i}"),
+                function: "f".into(),
+                version: "$LATEST".into(),
+                started_at_ms: i,
+                duration_ms: 1.5,
+                init_ms: 0.1,
+                cold_start: i == 0,
+                outcome: InvocationOutcome::Success,
+                error: None,
+                logs: format!("line {i}\n"),
+            })
+            .collect();
+        store.record_invocations(&recs).expect("record");
+        let got = store.invocation("id3").expect("get").expect("exists");
+        assert_eq!(got, recs[3]);
+        let recent = store
+            .recent_invocations(&FunctionName::new("f").expect("name"), 2)
+            .expect("recent");
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].id, "id4");
+        assert_eq!(store.prune_invocations(2).expect("prune"), 3);
+        assert!(store.invocation("id0").expect("get").is_none());
+    }
+}

@@ -1,0 +1,200 @@
+//! The WebAssembly executor: the only crate that touches wasmtime.
+//!
+//! It validates and compiles code at deploy ([`WasmEngine::prepare`]), keeps compiled artifacts in
+//! wasmtime's on-disk cache (keyed by the code's hash and the engine's settings, so a restart does
+//! not recompile), and runs each invocation in a fresh instance from the pooling allocator, with
+//! the function's memory limit, its timeout (epoch interruption plus a wall-clock bound on host
+//! waits) and its stdout/stderr captured as logs.
+//!
+//! Two kinds of code run here: components of the `wasi:http/proxy` world ([`http`]) and WASI
+//! preview1 command modules speaking CGI ([`cgi`]). It knows nothing of storage or HTTP routing:
+//! callers hand it bytes to prepare and `http::Request`s to serve.
+
+#![forbid(unsafe_code)]
+
+pub mod cgi;
+mod engine;
+pub mod http;
+mod limits;
+pub mod pipe;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use lambent_core::InvocationOutcome;
+
+pub use engine::{
+    CodeError, DEFAULT_MAX_INSTANCES, EPOCH_TICK, EngineError, EngineStats, PreparedCode,
+    WasmEngine, WasmEngineConfig,
+};
+
+/// An error in a body stream passed between lambent and a guest.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// the body is larger than the payload limit
+    #[error("the body is larger than the {limit} byte limit")]
+    TooLarge {
+        /// the limit in bytes
+        limit: usize,
+    },
+    /// the stream failed
+    #[error("{0}")]
+    Stream(String),
+}
+
+impl From<std::convert::Infallible> for BodyError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// The body of a guest's response, streamed for components, buffered for CGI modules.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// What one invocation is allowed and given.
+#[derive(Debug, Clone)]
+pub struct InvokeContext {
+    /// Memory limit for all the instance's linear memories together, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock limit for the whole invocation.
+    pub timeout: Duration,
+    /// Environment variables for the guest.
+    pub environment: Vec<(String, String)>,
+    /// The URL prefix the function is served under (CGI's `SCRIPT_NAME`), e.g. `/fn/hello`.
+    pub script_name: String,
+    /// The caller's address, when known (CGI's `REMOTE_ADDR`).
+    pub remote_addr: Option<std::net::SocketAddr>,
+}
+
+/// Why an invocation failed. The scheduler branches on these: a timeout or a trap is the
+/// function's fault, `Capacity` is the platform's.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    /// the function ran past its timeout
+    #[error("function timed out after {:.3} s", timeout.as_secs_f64())]
+    Timeout {
+        /// the timeout that was exceeded
+        timeout: Duration,
+    },
+    /// the function tried to use more memory than its setting
+    #[error(
+        "function ran out of memory: it tried to grow to {wanted_mb} MB, over its {limit_mb} MB limit"
+    )]
+    OutOfMemory {
+        /// the limit in MB
+        limit_mb: u64,
+        /// what it asked for in MB
+        wanted_mb: u64,
+    },
+    /// the guest trapped
+    #[error("function trapped: {0}")]
+    Trap(String),
+    /// the CGI module exited with a non-zero status
+    #[error("function exited with status {0}")]
+    Exited(i32),
+    /// the guest returned without sending a response
+    #[error("function returned without sending a response")]
+    NoResponse,
+    /// the guest answered with a wasi:http error code instead of a response
+    #[error("function answered with an error: {0}")]
+    GuestError(String),
+    /// the CGI module's output is not a CGI response
+    #[error("function wrote an invalid CGI response: {0}")]
+    BadCgiResponse(String),
+    /// the response is over the size limit
+    #[error("function response is larger than the {limit} byte limit")]
+    ResponseTooLarge {
+        /// the limit in bytes
+        limit: usize,
+    },
+    /// the request could not be handed to the guest
+    #[error("request cannot be passed to the function: {0}")]
+    BadRequest(String),
+    /// the request body was larger than the payload limit
+    #[error("request body is larger than the {limit} byte limit")]
+    PayloadTooLarge {
+        /// the limit in bytes
+        limit: usize,
+    },
+    /// no instance slot is free
+    #[error("no capacity to start another instance: {0}")]
+    Capacity(String),
+    /// instantiation failed for another reason
+    #[error("function could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl InvokeError {
+    /// The outcome recorded for this failure.
+    pub fn outcome(&self) -> InvocationOutcome {
+        match self {
+            InvokeError::Timeout { .. } => InvocationOutcome::Timeout,
+            InvokeError::OutOfMemory { .. } => InvocationOutcome::OutOfMemory,
+            InvokeError::Trap(_) => InvocationOutcome::Trap,
+            InvokeError::Exited(_)
+            | InvokeError::NoResponse
+            | InvokeError::GuestError(_)
+            | InvokeError::BadCgiResponse(_)
+            | InvokeError::ResponseTooLarge { .. }
+            | InvokeError::Instantiate(_) => InvocationOutcome::Crashed,
+            InvokeError::BadRequest(_) | InvokeError::PayloadTooLarge { .. } => {
+                InvocationOutcome::PlatformError
+            }
+            InvokeError::Capacity(_) => InvocationOutcome::PlatformError,
+        }
+    }
+}
+
+/// How a finished invocation went: its result and its logs. Delivered when the guest is done,
+/// which for a streamed response can be after the response head was sent.
+#[derive(Debug)]
+pub struct Completion {
+    /// Success, or why it failed.
+    pub result: Result<(), InvokeError>,
+    /// stdout and stderr (CGI: stderr only), cut at the log limit.
+    pub logs: String,
+}
+
+/// A started invocation: the response head and body, plus its completion to come.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The guest's response.
+    pub response: ::http::Response<ResponseBody>,
+    /// Time to create the instance.
+    pub init: Duration,
+    /// Resolves when the guest has finished.
+    pub completion: tokio::sync::oneshot::Receiver<Completion>,
+}
+
+/// An invocation that failed before its response began.
+#[derive(Debug)]
+pub struct Failure {
+    /// Why.
+    pub error: InvokeError,
+    /// What the guest logged before it failed.
+    pub logs: String,
+    /// Time spent creating the instance (zero if that failed).
+    pub init: Duration,
+}
+
+impl WasmEngine {
+    /// Serves `req` with a fresh instance of `code`. For a component the response streams while the
+    /// guest runs and [`Invocation::completion`] resolves when it is done; a CGI module runs to
+    /// completion first.
+    pub async fn invoke<B>(
+        &self,
+        code: &PreparedCode,
+        req: ::http::Request<B>,
+        ctx: &InvokeContext,
+    ) -> Result<Invocation, Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BodyError>,
+    {
+        match code {
+            PreparedCode::Http(pre) => self.invoke_http(pre, req, ctx).await,
+            PreparedCode::Cgi(pre) => self.invoke_cgi(pre, req, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The command-line client: each subcommand is one or two calls to the HTTP API, printed as a
+//! table (or JSON with `--json`). Errors carry the server's message and give a non-zero exit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use lambent_core::{FunctionCreate, Target};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+use crate::Command;
+use crate::manifest;
+
+/// Bytes per upload chunk (and progress-bar step).
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
+struct Api {
+    http: Client,
+    base: String,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.trim_end_matches('/'))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Response> {
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach lambent at {}; is `lambent serve` running?",
+                self.base
+            )
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                let e = v.get("error")?;
+                Some(format!(
+                    "{} ({})",
+                    e.get("message")?.as_str()?,
+                    e.get("code")?.as_str()?
+                ))
+            })
+            .unwrap_or(text);
+        Err(anyhow!("{message} [HTTP {}]", status.as_u16()))
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        resp.json().await.context("the server's answer is not JSON")
+    }
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn function_table(items: &[Value]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "NAME",
+        "VERSION",
+        "RUNTIME",
+        "MEMORY MB",
+        "TIMEOUT S",
+        "CODE SHA256",
+        "LAST MODIFIED",
+        "URL",
+    ]);
+    for f in items {
+        let sha = text(f, "code_sha256");
+        t.add_row([
+            text(f, "name"),
+            text(f, "version"),
+            text(f, "runtime"),
+            text(f, "memory_mb"),
+            text(f, "timeout_s"),
+            sha.chars().take(12).collect(),
+            text(f, "last_modified"),
+            text(f, "url"),
+        ]);
+    }
+    t
+}
+
+fn detail_table(f: &Value) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    for key in [
+        "name",
+        "version",
+        "runtime",
+        "memory_mb",
+        "timeout_s",
+        "description",
+        "code_sha256",
+        "code_size",
+        "last_modified",
+        "revision_id",
+        "url",
+    ] {
+        t.add_row([key.to_owned(), text(f, key)]);
+    }
+    if let Some(Value::Object(env)) = f.get("environment") {
+        for (k, v) in env {
+            t.add_row([
+                format!("env {k}"),
+                v.as_str().unwrap_or_default().to_owned(),
+            ]);
+        }
+    }
+    t
+}
+
+async fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    tokio::fs::read(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// A streamed upload body that advances a progress bar as it is sent.
+fn progress_body(code: Vec<u8>, show: bool) -> (reqwest::Body, ProgressBar) {
+    let bar = if show {
+        ProgressBar::new(code.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(code)
+        .chunks(UPLOAD_CHUNK)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let b = bar.clone();
+    let stream = futures::stream::iter(chunks).map(move |chunk| {
+        b.inc(chunk.len() as u64);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    (reqwest::Body::wrap_stream(stream), bar)
+}
+
+#[allow(clippy::too_many_arguments, reason = "one argument per CLI flag")]
+async fn deploy(
+    api: &Api,
+    json: bool,
+    name: &str,
+    path: &Path,
+    runtime: Option<String>,
+    memory: Option<u32>,
+    timeout: Option<u32>,
+    env: Vec<String>,
+    description: Option<String>,
+) -> anyhow::Result<()> {
+    let (mut config, code_path) = if path.is_dir() {
+        let m = manifest::load(path)?;
+        let config = FunctionCreate {
+            runtime: m.runtime,
+            memory_mb: m.memory,
+            timeout_s: m.timeout,
+            environment: (!m.env.is_empty()).then_some(m.env),
+            description: m.description,
+            ..FunctionCreate::default()
+        };
+        (config, m.code)
+    } else {
+        (FunctionCreate::default(), path.to_owned())
+    };
+    config.runtime = runtime.or(config.runtime);
+    config.memory_mb = memory.or(config.memory_mb);
+    config.timeout_s = timeout.or(config.timeout_s);
+    config.description = description.or(config.description);
+    if !env.is_empty() {
+        let vars = config.environment.get_or_insert_with(BTreeMap::new);
+        for kv in env {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--env {kv:?} is not KEY=VALUE"))?;
+            vars.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let code = read_file(&code_path).await?;
+    let len = code.len() as u64;
+    let file_name = code_path.file_name().map_or_else(
+        || "code.wasm".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let (body, bar) = progress_body(
+        code,
+        !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "config",
+            reqwest::multipart::Part::text(serde_json::to_string(&config)?)
+                .mime_str("application/json")?,
+        )
+        .part(
+            "code",
+            reqwest::multipart::Part::stream_with_length(body, len)
+                .file_name(file_name)
+                .mime_str("application/wasm")?,
+        );
+    let result = api
+        .json(
+            api.http
+                .put(api.url(&format!("/v1/functions/{name}")))
+                .multipart(form),
+        )
+        .await;
+    bar.finish_and_clear();
+    let f = result?;
+    if json {
+        return print_json(&f);
+    }
+    println!("{}", detail_table(&f));
+    println!(
+        "deployed {name}: {}{}",
+        api.base.trim_end_matches('/'),
+        text(&f, "url")
+    );
+    Ok(())
+}
+
+async fn invoke(api: &Api, json: bool, target: &str, data: Option<String>) -> anyhow::Result<()> {
+    let target: Target = target.parse()?;
+    let body = match data {
+        Some(d) if d.starts_with('@') => read_file(Path::new(&d[1..])).await?,
+        Some(d) => d.into_bytes(),
+        None => Vec::new(),
+    };
+    let url = api.url(&format!(
+        "/v1/functions/{}/invoke?qualifier={}",
+        target.name,
+        target.qualifier.to_string().replace('$', "%24")
+    ));
+    let resp = api
+        .send(
+            api.http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await?;
+    let header = |h: &str| {
+        resp.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let meta = [
+        ("invocation_id", header(lambent_api::HEADER_INVOCATION_ID)),
+        (
+            "function_status",
+            header(lambent_api::HEADER_FUNCTION_STATUS),
+        ),
+        ("duration_ms", header(lambent_api::HEADER_DURATION_MS)),
+        ("init_ms", header(lambent_api::HEADER_INIT_MS)),
+        ("cold_start", header(lambent_api::HEADER_COLD_START)),
+        ("version", header(lambent_api::HEADER_VERSION)),
+    ];
+    let output = resp
+        .bytes()
+        .await
+        .context("reading the function's output")?;
+    if json {
+        let mut v = serde_json::Map::new();
+        for (k, val) in meta {
+            v.insert(k.into(), Value::String(val));
+        }
+        v.insert(
+            "output".into(),
+            Value::String(String::from_utf8_lossy(&output).into_owned()),
+        );
+        return print_json(&Value::Object(v));
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&output)?;
+    if !output.ends_with(b"\n") && std::io::IsTerminal::is_terminal(&out) {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn print_invocation(inv: &Value) {
+    println!(
+        "--- {} {} v{} {} {}ms{}{}",
+        text(inv, "id"),
+        text(inv, "function"),
+        text(inv, "version"),
+        text(inv, "outcome"),
+        inv.get("duration_ms")
+            .and_then(Value::as_f64)
+            .map_or_else(String::new, |d| format!("{d:.2}")),
+        if inv.get("cold_start").and_then(Value::as_bool) == Some(true) {
+            " cold"
+        } else {
+            ""
+        },
+        inv.get("error")
+            .and_then(Value::as_str)
+            .map_or_else(String::new, |e| format!(" error: {e}")),
+    );
+    let logs = text(inv, "logs");
+    print!("{logs}");
+    if !logs.is_empty() && !logs.ends_with('\n') {
+        println!();
+    }
+}
+
+pub async fn run(endpoint: &str, json: bool, command: Command) -> anyhow::Result<()> {
+    let api = Api {
+        http: Client::builder()
+            .build()
+            .context("building the HTTP client")?,
+        base: endpoint.to_owned(),
+    };
+    match command {
+        Command::Serve(_) => bail!("serve is not a client command"),
+        Command::Deploy {
+            name,
+            path,
+            runtime,
+            memory,
+            timeout,
+            env,
+            description,
+        } => {
+            deploy(
+                &api,
+                json,
+                &name,
+                &path,
+                runtime,
+                memory,
+                timeout,
+                env,
+                description,
+            )
+            .await
+        }
+        Command::Invoke { target, data } => invoke(&api, json, &target, data).await,
+        Command::Ls => {
+            let mut all = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let mut req = api
+                    .http
+                    .get(api.url("/v1/functions"))
+                    .query(&[("limit", "1000")]);
+                if let Some(m) = &marker {
+                    req = req.query(&[("marker", m)]);
+                }
+                let page = api.json(req).await?;
+                if let Some(Value::Array(items)) = page.get("functions") {
+                    all.extend(items.iter().cloned());
+                }
+                match page.get("next_marker").and_then(Value::as_str) {
+                    Some(m) => marker = Some(m.to_owned()),
+                    None => break,
+                }
+            }
+            if json {
+                return print_json(&Value::Array(all));
+            }
+            println!("{}", function_table(&all));
+            Ok(())
+        }
+        Command::Get { target } => {
+            let target: Target = target.parse()?;
+            let f = api
+                .json(
+                    api.http
+                        .get(api.url(&format!("/v1/functions/{}", target.name)))
+                        .query(&[("qualifier", target.qualifier.to_string())]),
+                )
+                .await?;
+            if json {
+                return print_json(&f);
+            }
+            println!("{}", detail_table(&f));
+            Ok(())
+        }
+        Command::Rm { name } => {
+            api.json(api.http.delete(api.url(&format!("/v1/functions/{name}"))))
+                .await?;
+            if json {
+                return print_json(&serde_json::json!({"deleted": name}));
+            }
+            println!("deleted {name}");
+            Ok(())
+        }
+        Command::Versions { name } => {
+            let v = api
+                .json(
+                    api.http
+                        .get(api.url(&format!("/v1/functions/{name}/versions"))),
+                )
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            let items = v
+                .get("versions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            println!("{}", function_table(&items));
+            Ok(())
+        }
+        Command::Publish { name, description } => {
+            let body = serde_json::json!({ "description": description });
+            let v = api
+                .json(
+                    api.http
+                        .post(api.url(&format!("/v1/functions/{name}/versions")))
+                        .json(&body),
+                )
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            println!("published {name} version {}", text(&v, "version"));
+            Ok(())
+        }
+        Command::Logs {
+            name,
+            limit,
+            invocation,
+        } => {
+            if let Some(id) = invocation {
+                let inv = api
+                    .json(api.http.get(api.url(&format!("/v1/invocations/{id}"))))
+                    .await?;
+                if json {
+                    return print_json(&inv);
+                }
+                print_invocation(&inv);
+                return Ok(());
+            }
+            let v = api
+                .json(
+                    api.http
+                        .get(api.url(&format!("/v1/functions/{name}/logs")))
+                        .query(&[("limit", limit)]),
+                )
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            let mut items = v
+                .get("invocations")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            items.reverse();
+            for inv in &items {
+                print_invocation(inv);
+            }
+            Ok(())
+        }
+    }
+}

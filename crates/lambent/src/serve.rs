@@ -1,0 +1,171 @@
+//! `lambent serve`: opens the data directory, starts the platform and serves the HTTP API until
+//! SIGINT or SIGTERM; in-flight calls finish before it exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use lambent_control::{DEFAULT_MAX_INSTANCES, Platform, PlatformConfig};
+use lambent_core::{FunctionCreate, FunctionName};
+
+/// Options of `lambent serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where metadata, code and compiled artifacts live (default: the user's data directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Deploy the bundled example functions and print their URLs.
+    #[arg(long)]
+    demo: bool,
+    /// How many function instances may exist at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
+}
+
+/// A bundled example: name, code, environment, description.
+struct Example {
+    name: &'static str,
+    code: Bytes,
+    env: &'static [(&'static str, &'static str)],
+    description: &'static str,
+    try_path: &'static str,
+}
+
+const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+
+fn examples() -> Vec<Example> {
+    let mut list = vec![
+        Example {
+            name: "hello",
+            code: Bytes::from_static(include_bytes!("../../../examples/hello-c/hello.wasm")),
+            env: &[("GREETING", "hi")],
+            description: "C wasi:http component (examples/hello-c)",
+            try_path: "/",
+        },
+        Example {
+            name: "cgi",
+            code: Bytes::from_static(include_bytes!("../../../examples/cgi-c/cgi.wasm")),
+            env: &[],
+            description: "C CGI-style WASI command module (examples/cgi-c)",
+            try_path: "/anything?x=1",
+        },
+    ];
+    // The Python component is large and built by examples/build.sh, so it is read at run time.
+    let python = PathBuf::from(EXAMPLES_DIR).join("hello-python/hello.wasm");
+    match std::fs::read(&python) {
+        Ok(code) => list.push(Example {
+            name: "hello-python",
+            code: Bytes::from(code),
+            env: &[],
+            description: "Python wasi:http component (examples/hello-python)",
+            try_path: "/",
+        }),
+        Err(_) => eprintln!(
+            "note: {} is not built; run examples/build.sh --python-only to add the Python example",
+            python.display()
+        ),
+    }
+    list
+}
+
+async fn deploy_examples(platform: &Platform, base: &str) -> anyhow::Result<()> {
+    for ex in examples() {
+        let name = FunctionName::new(ex.name)?;
+        let create = FunctionCreate {
+            environment: Some(
+                ex.env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            description: Some(ex.description.to_owned()),
+            ..FunctionCreate::default()
+        };
+        platform
+            .deploy(name, create, ex.code)
+            .await
+            .with_context(|| format!("deploying the example {}", ex.name))?;
+        println!(
+            "  {:<13} {base}/fn/{}{}   ({})",
+            ex.name, ex.name, ex.try_path, ex.description
+        );
+    }
+    Ok(())
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("lambent")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Runs the server.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let platform = Arc::new(
+        Platform::open(&PlatformConfig {
+            data_dir: data_dir.clone(),
+            max_instances: args.max_instances,
+        })
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?,
+    );
+    let loaded = platform.warm_up().await?;
+    let stats = platform.stats();
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        code_objects = loaded,
+        compilations = stats.compilations,
+        pooling_allocator = stats.pooling,
+        "platform ready"
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    println!(
+        "lambent listening on {base} (data in {})",
+        data_dir.display()
+    );
+    if args.demo {
+        println!("example functions:");
+        deploy_examples(&platform, &base).await?;
+        println!("try: curl {base}/fn/hello/   |   lambent invoke cgi --data '{{\"hi\":1}}'");
+    }
+    lambent_api::serve(listener, platform.clone(), shutdown_signal()).await?;
+    platform.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}

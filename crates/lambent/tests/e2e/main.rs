@@ -1,0 +1,9 @@
+//! End-to-end tests: each starts the real `lambent serve` on a free loopback port with a fresh
+//! data directory, deploys the real example guests, and talks to it over HTTP and through the CLI.
+
+mod harness;
+
+mod bad_input;
+mod cli;
+mod functions;
+mod lifecycle;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# lambent's test suite, as CI runs it: installs what the tests need on a fresh Debian machine,
+# builds the Python example (the C ones are committed), then checks formatting and lints and
+# runs every test (unit tests and end-to-end tests that start the real `lambent serve`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# componentize-py builds the Python example component that the end-to-end tests deploy.
+if ! command -v componentize-py >/dev/null 2>&1; then
+    log "installing componentize-py (PyPI)"
+    python3 -m pip install --quiet componentize-py==0.25.1 \
+        || python3 -m pip install --quiet --break-system-packages componentize-py==0.25.1
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+    PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    export PATH
+fi
+if [[ ! -f examples/hello-python/hello.wasm ]]; then
+    log "building examples/hello-python"
+    examples/build.sh --python-only
+fi
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --workspace --locked
