@@ -279,7 +279,7 @@ REPORT=$WORK/report.md
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || echo unknown)"
     echo "- load: \`$("$OHA" --version)\`, $CONNECTIONS keep-alive connections, $ROUNDS rounds of $DURATION per target (each after a $WARMUP warm-up), targets alternating"
     if has_target lambent; then
-        echo "- lambent: \`$("$LAMBENT" --version)\`, \`lambent serve --listen ADDR --data-dir TMP\` (defaults otherwise), function \`hello\` deployed from \`$COMPONENT\`"
+        echo "- lambent: \`$("$LAMBENT" --version)\`, \`lambent serve --listen ADDR --data-dir TMP\` (defaults otherwise), function \`hello\` deployed from \`$COMPONENT\`$([[ "$LAMBENT" == "$ROOT/target/release/lambent" ]] || echo ", binary \`$LAMBENT\`")"
     fi
     if has_target wasmtime; then
         echo "- wasmtime: \`$("$WASMTIME" --version)\`, \`wasmtime serve -Scli --addr ADDR $COMPONENT\` (defaults otherwise: pooling allocator when the host can reserve it, one instance per request)"

@@ -5,7 +5,7 @@ use axum::body::Body;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use lambent_core::FunctionCreate;
 use lambent_core::limits::MAX_CODE_BYTES;
 use serde::de::DeserializeOwned;
@@ -17,26 +17,59 @@ pub const MAX_UPLOAD_BODY_BYTES: usize = MAX_CODE_BYTES / 3 * 4 + 1024 * 1024;
 /// Largest body of a JSON request without code.
 pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 
+/// Most bytes of an oversized body read and thrown away before answering 413. Reading them lets
+/// a client that does not wait for `100 Continue` finish sending and see the answer, instead of a
+/// connection reset; past this the connection is closed.
+const MAX_DISCARD_BYTES: usize = 64 * 1024 * 1024;
+
+/// The declared `Content-Length`, if any.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads and drops what is left of `body`, up to [`MAX_DISCARD_BYTES`].
+pub async fn discard<B>(mut body: B)
+where
+    B: http_body::Body + Unpin,
+{
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += bytes::Buf::remaining(data);
+        }
+        if seen > MAX_DISCARD_BYTES {
+            break;
+        }
+    }
+}
+
 /// Reads the whole body, refusing with a JSON 413 past `limit`.
 pub async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
+        discard(body).await;
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "cannot read the request body: {e}"
-        ))),
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                discard(body).await;
+                return Err(ApiError::too_large(limit));
+            }
+            buf.extend_from_slice(data);
+        }
     }
+    Ok(buf.freeze())
 }
 
 /// Parses JSON, with serde's message (which names the unknown field or the bad position).

@@ -14,7 +14,7 @@ use lambent_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use lambent_core::{FunctionName, Qualifier, Target};
 use serde::Deserialize;
 
-use crate::body::read_limited;
+use crate::body::{declared_length, discard, read_limited};
 use crate::{
     ApiError, AppState, HEADER_COLD_START, HEADER_DURATION_MS, HEADER_FUNCTION_STATUS,
     HEADER_INIT_MS, HEADER_INVOCATION_ID, HEADER_VERSION,
@@ -87,12 +87,8 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
                 .into_response();
         }
     };
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_SYNC_PAYLOAD_BYTES as u64) {
+    if declared_length(&parts.headers).is_some_and(|n| n > MAX_SYNC_PAYLOAD_BYTES as u64) {
+        discard(body).await;
         return ApiError::too_large(MAX_SYNC_PAYLOAD_BYTES).into_response();
     }
     let path_and_query = match parts.uri.query() {
