@@ -10,7 +10,6 @@ use http_body_util::{BodyExt, Full};
 use lambent_core::limits::{
     MAX_LOG_BYTES_PER_INVOCATION, MAX_SYNC_PAYLOAD_BYTES, MAX_SYNC_RESPONSE_BYTES,
 };
-use tokio::sync::oneshot;
 use wasmtime::{InstancePre, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -19,7 +18,9 @@ use wasmtime_wasi::{I32Exit, WasiCtx};
 use crate::http::logs_text;
 use crate::limits::{MemoryLimiter, arm_deadline, classify};
 use crate::pipe::CapturePipe;
-use crate::{BodyError, Completion, Failure, Invocation, InvokeContext, InvokeError, WasmEngine};
+use crate::{
+    BodyError, Completion, Failure, Invocation, InvokeContext, InvokeError, OnComplete, WasmEngine,
+};
 
 /// Room for the CGI header section on top of the response body limit.
 const CGI_HEADER_ROOM: usize = 64 * 1024;
@@ -208,6 +209,7 @@ impl WasmEngine {
         pre: &InstancePre<CgiState>,
         req: http::Request<B>,
         ctx: &InvokeContext,
+        on_complete: OnComplete,
     ) -> Result<Invocation, Failure>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -286,15 +288,14 @@ impl WasmEngine {
             Ok(r) => r,
             Err(e) => return Err(failure(e, logs)),
         };
-        let (done_tx, done_rx) = oneshot::channel();
-        let _ = done_tx.send(Completion {
+        on_complete(Completion {
             result: Ok(()),
             logs,
+            init,
         });
         Ok(Invocation {
             response: response.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync()),
             init,
-            completion: done_rx,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Running `wasi:http/proxy` components: a fresh instance per request, the response streamed back
 //! while the guest writes it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +20,9 @@ use wasmtime_wasi_http::{
 
 use crate::limits::{MemoryLimiter, arm_deadline, classify};
 use crate::pipe::CapturePipe;
-use crate::{BodyError, Completion, Failure, Invocation, InvokeContext, InvokeError, WasmEngine};
+use crate::{
+    BodyError, Completion, Failure, Invocation, InvokeContext, InvokeError, OnComplete, WasmEngine,
+};
 
 /// Store state of a component instance.
 pub struct HttpState {
@@ -112,6 +116,7 @@ impl WasmEngine {
         pre: &ProxyPre<HttpState>,
         req: http::Request<B>,
         ctx: &InvokeContext,
+        on_complete: OnComplete,
     ) -> Result<Invocation, Failure>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -151,11 +156,18 @@ impl WasmEngine {
             .http()
             .new_incoming_request(Scheme::Http, req)
             .map_err(|e| early(InvokeError::BadRequest(format!("{e:#}"))))?;
+        // Once the guest has sent a response head, its completion goes to `on_complete`;
+        // until then a failure comes back to this function through `done`.
+        let responded = Arc::new(AtomicBool::new(false));
         let (response_tx, response_rx) = oneshot::channel();
+        let flag = responded.clone();
         let out = store
             .data_mut()
             .http()
-            .new_response_outparam(response_tx)
+            .new_response_outparam_from_callback(move |value| {
+                flag.store(value.is_ok(), Ordering::Release);
+                let _ = response_tx.send(value);
+            })
             .map_err(|e| early(InvokeError::BadRequest(format!("{e:#}"))))?;
 
         let (init_tx, mut init_rx) = oneshot::channel::<Duration>();
@@ -164,13 +176,15 @@ impl WasmEngine {
         let timeout = ctx.timeout;
         let task_logs = logs.clone();
         tokio::spawn(async move {
+            let mut init = Duration::ZERO;
             let run = async {
                 let started = Instant::now();
                 let proxy = pre
                     .instantiate_async(&mut store)
                     .await
                     .map_err(|e| classify(&e, timeout))?;
-                let _ = init_tx.send(started.elapsed());
+                init = started.elapsed();
+                let _ = init_tx.send(init);
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -180,10 +194,16 @@ impl WasmEngine {
             let result = tokio::time::timeout(timeout, run)
                 .await
                 .unwrap_or(Err(InvokeError::Timeout { timeout }));
-            let _ = done_tx.send(Completion {
+            let completion = Completion {
                 result,
                 logs: logs_text(&task_logs),
-            });
+                init,
+            };
+            if responded.load(Ordering::Acquire) {
+                on_complete(completion);
+            } else {
+                let _ = done_tx.send(completion);
+            }
         });
 
         let response = response_rx.await;
@@ -196,7 +216,6 @@ impl WasmEngine {
                         .boxed_unsync()
                 }),
                 init,
-                completion: done_rx,
             }),
             Ok(Err(code)) => {
                 let logs = done_rx.await.map(|c| c.logs).unwrap_or_default();
@@ -206,10 +225,12 @@ impl WasmEngine {
                 Ok(Completion {
                     result: Err(error),
                     logs,
+                    ..
                 }) => Err(failure(error, logs)),
                 Ok(Completion {
                     result: Ok(()),
                     logs,
+                    ..
                 }) => Err(failure(InvokeError::NoResponse, logs)),
                 Err(_) => Err(failure(
                     InvokeError::Instantiate("the instance's task ended unexpectedly".into()),

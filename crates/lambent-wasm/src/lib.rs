@@ -154,17 +154,21 @@ pub struct Completion {
     pub result: Result<(), InvokeError>,
     /// stdout and stderr (CGI: stderr only), cut at the log limit.
     pub logs: String,
+    /// Time spent creating the instance.
+    pub init: Duration,
 }
 
-/// A started invocation: the response head and body, plus its completion to come.
+/// Called once with how an invocation went, when the guest has finished. It runs on the
+/// invocation's task: keep it short.
+pub type OnComplete = Box<dyn FnOnce(Completion) + Send + 'static>;
+
+/// A started invocation: the response head and body.
 #[derive(Debug)]
 pub struct Invocation {
     /// The guest's response.
     pub response: ::http::Response<ResponseBody>,
     /// Time to create the instance.
     pub init: Duration,
-    /// Resolves when the guest has finished.
-    pub completion: tokio::sync::oneshot::Receiver<Completion>,
 }
 
 /// An invocation that failed before its response began.
@@ -180,21 +184,22 @@ pub struct Failure {
 
 impl WasmEngine {
     /// Serves `req` with a fresh instance of `code`. For a component the response streams while the
-    /// guest runs and [`Invocation::completion`] resolves when it is done; a CGI module runs to
-    /// completion first.
+    /// guest runs and `on_complete` is called when it is done; a CGI module runs to completion
+    /// first. `on_complete` is called only when this returns `Ok`.
     pub async fn invoke<B>(
         &self,
         code: &PreparedCode,
         req: ::http::Request<B>,
         ctx: &InvokeContext,
+        on_complete: OnComplete,
     ) -> Result<Invocation, Failure>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BodyError>,
     {
         match code {
-            PreparedCode::Http(pre) => self.invoke_http(pre, req, ctx).await,
-            PreparedCode::Cgi(pre) => self.invoke_cgi(pre, req, ctx).await,
+            PreparedCode::Http(pre) => self.invoke_http(pre, req, ctx, on_complete).await,
+            PreparedCode::Cgi(pre) => self.invoke_cgi(pre, req, ctx, on_complete).await,
         }
     }
 }

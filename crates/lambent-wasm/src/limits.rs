@@ -96,11 +96,10 @@ pub(crate) fn classify(err: &wasmtime::Error, timeout: Duration) -> InvokeError 
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return InvokeError::Trap(trap.to_string());
     }
-    let text = format!("{err:#}");
-    if text.contains("pooling") || text.contains("maximum concurrent") {
-        return InvokeError::Capacity(text);
+    if let Some(limit) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return InvokeError::Capacity(limit.to_string());
     }
-    InvokeError::Trap(text)
+    InvokeError::Trap(format!("{err:#}"))
 }
 
 #[cfg(test)]

@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's allocator: with an instance per request, allocation is a large part
+/// of a call's cost, and glibc's arena locks were visibly contended under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// lambent: a self-hosted serverless platform.
 #[derive(Debug, Parser)]
 #[command(name = "lambent", version, about)]

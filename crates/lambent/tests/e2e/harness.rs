@@ -39,9 +39,14 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -51,3 +51,27 @@ async fn sigterm_lets_in_flight_calls_finish() {
         .expect("the in-flight call got an answer");
     expect_error(r, 504, "FunctionTimeout").await;
 }
+
+#[tokio::test]
+async fn a_full_instance_pool_answers_429_and_recovers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(tmp.path(), &["--max-instances", "1"]).await;
+    s.deploy("hello", "hello-c", &["--timeout", "2"]);
+    let url = s.url("/fn/hello/loop");
+    let busy = tokio::spawn(async move { reqwest::get(url).await });
+    let started = Instant::now();
+    while s.metric("lambent_invocations_total").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "call never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = reqwest::get(s.url("/fn/hello/")).await.expect("call");
+    let m = expect_error(r, 429, "TooManyRequests").await;
+    assert!(m.contains("maximum concurrent"), "{m}");
+    let r = busy.await.expect("join").expect("answer");
+    expect_error(r, 504, "FunctionTimeout").await;
+    let r = reqwest::get(s.url("/fn/hello/")).await.expect("call");
+    assert_eq!(r.status(), 200, "the slot is free again");
+}
