@@ -514,7 +514,9 @@ impl Platform {
     pub fn invocation(&self, id: &str) -> Result<InvocationRecord, ControlError> {
         self.metadata
             .invocation(id)?
-            .ok_or_else(|| ControlError::NotFound(format!("no invocation {id} is recorded")))
+            .ok_or_else(|| ControlError::NotFound(format!(
+                "no invocation {id} is recorded (calls that succeed without writing logs are counted in /metrics, not stored)"
+            )))
     }
 
     // ----- invoke -------------------------------------------------------------------------
