@@ -13,17 +13,29 @@ use serde::{Deserialize, Serialize};
 use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_code, read_deploy, read_limited};
 use crate::{ApiError, AppState};
 
-fn name(raw: &str) -> Result<FunctionName, ApiError> {
+/// Validates a function name from a path.
+pub(crate) fn name(raw: &str) -> Result<FunctionName, ApiError> {
     FunctionName::new(raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()))
 }
 
-fn qualifier(raw: Option<&str>) -> Result<Qualifier, ApiError> {
+/// Parses an optional `?qualifier=`; absent means `$LATEST`.
+pub(crate) fn qualifier(raw: Option<&str>) -> Result<Qualifier, ApiError> {
     raw.map_or(Ok(Qualifier::Latest), |q| {
         q.parse().map_err(|e: lambent_core::NameError| {
             ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
         })
     })
+}
+
+/// 201 with the version when `created`, else 200.
+fn created_or_ok(created: bool, v: FunctionVersion) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(FunctionView::from(v))).into_response()
 }
 
 /// A function version as the API shows it.
@@ -129,12 +141,7 @@ pub async fn deploy(
         )));
     }
     let (v, created) = p.deploy(fname, config, code).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(FunctionView::from(v))).into_response())
+    Ok(created_or_ok(created, v))
 }
 
 /// `PUT /v1/functions/{name}/code`: replace the code of `$LATEST`.
@@ -213,12 +220,7 @@ pub async fn publish(
         parse_json(&bytes)?
     };
     let (v, created) = p.publish(&fname, req.description.as_deref()).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(FunctionView::from(v))).into_response())
+    Ok(created_or_ok(created, v))
 }
 
 /// `GET /v1/functions/{name}/versions`.

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use lambent_control::{BodyError, InvokeFailure, Served};
+use lambent_core::Target;
 use lambent_core::limits::MAX_SYNC_PAYLOAD_BYTES;
-use lambent_core::{FunctionName, Qualifier, Target};
 use serde::Deserialize;
 
 use crate::body::{declared_length, discard, read_limited};
@@ -154,14 +154,8 @@ pub async fn invoke(
 ) -> Response {
     let remote = remote_addr(&req);
     let result = async {
-        let name = FunctionName::new(&raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()))?;
-        let qualifier: Qualifier = match q.qualifier.as_deref() {
-            None => Qualifier::Latest,
-            Some(s) => s.parse().map_err(|e: lambent_core::NameError| {
-                ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
-            })?,
-        };
+        let name = crate::functions::name(&raw)?;
+        let qualifier = crate::functions::qualifier(q.qualifier.as_deref())?;
         let (parts, body) = req.into_parts();
         let event = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES).await?;
         let content_type = parts

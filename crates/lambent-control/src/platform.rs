@@ -631,17 +631,12 @@ impl Platform {
                 logs,
             }
         };
-        // Filled in when the response head is ready; the guest may still be running then.
-        let success = record(InvocationOutcome::Success, None, load, String::new());
-        let pending = Arc::new(parking_lot::Mutex::new(None::<InvocationRecord>));
+        // Completed when the guest has finished, which can be after the response head was sent.
         let on_complete: OnComplete = {
-            let pending = pending.clone();
+            let mut rec = record(InvocationOutcome::Success, None, load, String::new());
             let recorder = self.recorder.clone();
             let errors = self.invocation_errors.clone();
             Box::new(move |c: Completion| {
-                let Some(mut rec) = pending.lock().take() else {
-                    return;
-                };
                 rec.logs = c.logs;
                 rec.init_ms = (load + c.init).as_secs_f64() * 1e3;
                 if let Err(e) = c.result {
@@ -653,7 +648,6 @@ impl Platform {
                 keep(&recorder, rec);
             })
         };
-        *pending.lock() = Some(success);
         match self.engine.invoke(&code, request, &ctx, on_complete).await {
             Ok(invocation) => {
                 let init = load + invocation.init;
