@@ -84,6 +84,8 @@ fn invoke_status(e: &InvokeError) -> (StatusCode, &'static str) {
         InvokeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "InvalidRequest"),
         InvokeError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
         InvokeError::Capacity(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+        InvokeError::RuntimeExited(_) => (StatusCode::BAD_GATEWAY, "FunctionRuntimeExited"),
+        InvokeError::Sandbox(_) => (StatusCode::INTERNAL_SERVER_ERROR, "SandboxError"),
     }
 }
 
@@ -93,8 +95,16 @@ impl From<ControlError> for ApiError {
             ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             ControlError::AlreadyExists(_) => (StatusCode::CONFLICT, "ResourceConflict"),
             ControlError::Name(_) => (StatusCode::BAD_REQUEST, "InvalidName"),
-            ControlError::Config(ConfigError::UnknownRuntime(_)) => {
+            ControlError::Config(ConfigError::UnknownRuntime(_) | ConfigError::RuntimeRequired) => {
                 (StatusCode::BAD_REQUEST, "InvalidRuntime")
+            }
+            ControlError::Package(lambent_control::PackageError::Io { .. }) => {
+                tracing::error!(error = %e, "cannot unpack code");
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+            }
+            ControlError::Package(_) => (StatusCode::BAD_REQUEST, "InvalidCode"),
+            ControlError::RuntimeUnavailable { .. } => {
+                (StatusCode::NOT_IMPLEMENTED, "RuntimeUnavailable")
             }
             ControlError::Config(_) => (StatusCode::BAD_REQUEST, "InvalidConfiguration"),
             ControlError::Code(_) => (StatusCode::BAD_REQUEST, "InvalidCode"),

@@ -16,9 +16,17 @@ use serde::Deserialize;
 
 use crate::body::{declared_length, discard, read_limited};
 use crate::{
-    ApiError, AppState, HEADER_COLD_START, HEADER_DURATION_MS, HEADER_FUNCTION_STATUS,
-    HEADER_INIT_MS, HEADER_INVOCATION_ID, HEADER_VERSION,
+    ApiError, AppState, HEADER_COLD_START, HEADER_DURATION_MS, HEADER_FUNCTION_ERROR,
+    HEADER_FUNCTION_STATUS, HEADER_INIT_MS, HEADER_INVOCATION_ID, HEADER_LOG_RESULT,
+    HEADER_LOG_TYPE, HEADER_VERSION,
 };
+
+/// Whether the caller asked for the log tail.
+fn wants_log_tail(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(HEADER_LOG_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tail"))
+}
 
 fn header(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("-"))
@@ -28,9 +36,17 @@ fn millis(d: std::time::Duration) -> HeaderValue {
     header(&format!("{:.3}", d.as_secs_f64() * 1e3))
 }
 
-fn served_response(served: Served) -> Response {
+fn served_response(served: Served, log_tail: bool) -> Response {
     let (mut parts, body) = served.response.into_parts();
     let h = &mut parts.headers;
+    if let Some(error_type) = &served.function_error {
+        h.insert(HEADER_FUNCTION_ERROR, header(error_type));
+    }
+    if log_tail && let Some(tail) = &served.log_tail {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(tail);
+        h.insert(HEADER_LOG_RESULT, header(&encoded));
+    }
     h.insert(HEADER_INVOCATION_ID, header(&served.invocation_id));
     h.insert(HEADER_DURATION_MS, millis(served.duration));
     h.insert(HEADER_INIT_MS, millis(served.init));
@@ -123,6 +139,7 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
                 .into_response();
         }
     };
+    let log_tail = wants_log_tail(&parts.headers);
     match p
         .invoke(
             &target.name,
@@ -133,7 +150,13 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
         )
         .await
     {
-        Ok(served) => served_response(served),
+        Ok(mut served) => {
+            if served.function_error.is_some() {
+                // A function URL answers an unhandled error with 502, as Lambda's do.
+                *served.response.status_mut() = StatusCode::BAD_GATEWAY;
+            }
+            served_response(served, log_tail)
+        }
         Err(f) => failure_response(f),
     }
 }
@@ -157,24 +180,31 @@ pub async fn invoke(
         let name = crate::functions::name(&raw)?;
         let qualifier = crate::functions::qualifier(q.qualifier.as_deref())?;
         let (parts, body) = req.into_parts();
+        let log_tail = wants_log_tail(&parts.headers);
         let event = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES).await?;
         let content_type = parts
             .headers
             .get(http::header::CONTENT_TYPE)
             .cloned()
             .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-        let guest_req = http::Request::builder()
+        let mut builder = http::Request::builder()
             .method(http::Method::POST)
             .uri("/")
             .header(http::header::HOST, "localhost")
             .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::CONTENT_LENGTH, event.len())
+            .header(http::header::CONTENT_LENGTH, event.len());
+        for passed in ["x-amz-client-context", "x-amzn-trace-id"] {
+            if let Some(v) = parts.headers.get(passed) {
+                builder = builder.header(passed, v.clone());
+            }
+        }
+        let guest_req = builder
             .body(Full::new(event))
             .map_err(|e| ApiError::bad_request(format!("cannot build the event request: {e}")))?;
-        Ok::<_, ApiError>((name, qualifier, guest_req))
+        Ok::<_, ApiError>((name, qualifier, guest_req, log_tail))
     }
     .await;
-    let (name, qualifier, guest_req) = match result {
+    let (name, qualifier, guest_req, log_tail) = match result {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -190,7 +220,7 @@ pub async fn invoke(
                 .response
                 .headers_mut()
                 .insert(HEADER_FUNCTION_STATUS, header(status.as_str()));
-            served_response(served)
+            served_response(served, log_tail)
         }
         Err(f) => failure_response(f),
     }

@@ -36,6 +36,13 @@ pub const HEADER_INIT_MS: &str = "x-lambent-init-ms";
 pub const HEADER_VERSION: &str = "x-lambent-version";
 /// Header with the status the function answered with (on `/v1/functions/{name}/invoke`).
 pub const HEADER_FUNCTION_STATUS: &str = "x-lambent-function-status";
+/// Header with the error type when a process-tier function raised an error; the body is then the
+/// error document (`errorMessage`, `errorType`, `stackTrace`), like Lambda's `X-Amz-Function-Error`.
+pub const HEADER_FUNCTION_ERROR: &str = "x-lambent-function-error";
+/// Request header: `Tail` asks for the end of the invocation's log (like `X-Amz-Log-Type`).
+pub const HEADER_LOG_TYPE: &str = "x-lambent-log-type";
+/// Response header with the last 4 KB of the invocation's log, base64 (like `X-Amz-Log-Result`).
+pub const HEADER_LOG_RESULT: &str = "x-lambent-log-result";
 
 /// Shared state of the handlers.
 pub type AppState = Arc<Platform>;
@@ -114,7 +121,19 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
          lambent_invocation_records_dropped_total {}\n\
          # HELP lambent_wasm_pooling_allocator Whether the pooling allocator is in use.\n\
          # TYPE lambent_wasm_pooling_allocator gauge\n\
-         lambent_wasm_pooling_allocator {}\n",
+         lambent_wasm_pooling_allocator {}\n\
+         # HELP lambent_sandboxes_started_total Process sandboxes started (cold starts of the process tier).\n\
+         # TYPE lambent_sandboxes_started_total counter\n\
+         lambent_sandboxes_started_total {}\n\
+         # HELP lambent_sandboxes_reaped_total Idle sandboxes stopped after their keep-alive.\n\
+         # TYPE lambent_sandboxes_reaped_total counter\n\
+         lambent_sandboxes_reaped_total {}\n\
+         # HELP lambent_sandboxes Process sandboxes alive now.\n\
+         # TYPE lambent_sandboxes gauge\n\
+         lambent_sandboxes {}\n\
+         # HELP lambent_sandboxes_idle Warm sandboxes waiting for a call.\n\
+         # TYPE lambent_sandboxes_idle gauge\n\
+         lambent_sandboxes_idle {}\n",
         s.invocations,
         s.invocation_errors,
         s.cold_starts,
@@ -122,6 +141,10 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.artifact_cache_hits,
         s.records_dropped,
         u8::from(s.pooling),
+        s.sandboxes.started,
+        s.sandboxes.reaped,
+        s.sandboxes.live,
+        s.sandboxes.idle,
     );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

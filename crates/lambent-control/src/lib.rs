@@ -1,7 +1,7 @@
 //! The control plane of one node: deploys (validate, compile, store, all or nothing), versions,
 //! and the invocation path (resolve the version, take its prepared code, run it, record it).
 //!
-//! It owns the metadata store, the code store and the wasm executor, and keeps two caches in
+//! It owns the metadata store, the code store and the executors (wasm and process), and keeps two caches in
 //! front of them so that the invocation path touches neither SQLite nor the disk once a version is
 //! warm. It does not speak HTTP: the `lambent-api` crate maps requests and errors onto it.
 //! Counting, placement and the autoscaler will join it here.
@@ -11,6 +11,9 @@
 mod platform;
 pub mod recorder;
 
+pub use lambent_sandbox::{
+    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_SANDBOXES, HELPER_ARG, PackageError, helper_main,
+};
 pub use lambent_wasm::DEFAULT_MAX_INSTANCES;
 pub use lambent_wasm::{BodyError, InvokeError, ResponseBody};
 pub use platform::{ControlError, InvokeFailure, Platform, PlatformConfig, PlatformStats, Served};

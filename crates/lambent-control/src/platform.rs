@@ -7,10 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lambent_core::limits::MAX_CODE_BYTES;
+use http_body_util::BodyExt;
+use lambent_core::limits::{ACCOUNT_ID, LOG_TAIL_BYTES, MAX_CODE_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use lambent_core::{
     ConfigError, FunctionConfig, FunctionCreate, FunctionName, FunctionUpdate, FunctionVersion,
-    InvocationOutcome, InvocationRecord, NameError, Qualifier, Runtime,
+    InvocationOutcome, InvocationRecord, NameError, Qualifier, Runtime, RuntimeFamily,
+};
+use lambent_sandbox::{
+    FunctionSpec, InvokeInput, PackageError, ProcessExecutor, SandboxConfig, SandboxStats,
 };
 use lambent_store::metadata::now_rfc3339;
 use lambent_store::{CodeStore, CodeStoreError, MetadataError, MetadataStore};
@@ -65,6 +69,17 @@ pub enum ControlError {
     /// the engine could not start
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// a code package refused at deploy
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// the host cannot run this runtime
+    #[error("runtime {runtime} cannot run on this host: {reason}")]
+    RuntimeUnavailable {
+        /// the runtime asked for
+        runtime: Runtime,
+        /// why not
+        reason: String,
+    },
     /// a background task failed
     #[error("internal task failed: {0}")]
     Task(String),
@@ -89,6 +104,14 @@ pub struct PlatformConfig {
     pub data_dir: PathBuf,
     /// Instances that may exist at once.
     pub max_instances: u32,
+    /// The `lambent` binary, started as the sandbox helper; `None` disables process runtimes.
+    pub sandbox_helper: Option<PathBuf>,
+    /// Idle time before a warm sandbox is stopped.
+    pub keep_alive: Duration,
+    /// Sandboxes that may exist at once.
+    pub max_sandboxes: usize,
+    /// The region name in ARNs and `AWS_REGION`.
+    pub region: String,
 }
 
 /// A successful start of an invocation.
@@ -106,6 +129,11 @@ pub struct Served {
     pub init: Duration,
     /// Time from the start of the invocation to the response head.
     pub duration: Duration,
+    /// The error type when a process-tier function raised an error (the body is its error
+    /// document).
+    pub function_error: Option<String>,
+    /// The last 4 KB of the invocation's log, for process-tier functions.
+    pub log_tail: Option<String>,
 }
 
 /// A failed invocation.
@@ -136,6 +164,8 @@ pub struct PlatformStats {
     pub records_dropped: u64,
     /// Whether the pooling allocator is in use.
     pub pooling: bool,
+    /// Sandbox counters (zero when process runtimes are unavailable).
+    pub sandboxes: SandboxStats,
 }
 
 /// A resolved version in the invocation path's cache.
@@ -143,9 +173,17 @@ pub struct PlatformStats {
 struct ResolvedVersion {
     version: FunctionVersion,
     started: AtomicBool,
+    spec: std::sync::OnceLock<Arc<FunctionSpec>>,
 }
 
-type CodeCell = Arc<OnceCell<PreparedCode>>;
+/// Code ready to run: compiled wasm, or an unpacked package for the process executor.
+#[derive(Debug, Clone)]
+enum LoadedCode {
+    Wasm(PreparedCode),
+    Package(PathBuf),
+}
+
+type CodeCell = Arc<OnceCell<LoadedCode>>;
 
 /// One node's control plane.
 #[derive(Debug)]
@@ -153,6 +191,8 @@ pub struct Platform {
     metadata: Arc<MetadataStore>,
     code: CodeStore,
     engine: Arc<WasmEngine>,
+    sandbox: Result<ProcessExecutor, String>,
+    region: String,
     versions: RwLock<HashMap<(FunctionName, Qualifier), Arc<ResolvedVersion>>>,
     prepared: RwLock<HashMap<String, CodeCell>>,
     writes: tokio::sync::Mutex<()>,
@@ -185,11 +225,26 @@ impl Platform {
             cache_dir: config.data_dir.join("artifacts"),
             max_instances: config.max_instances,
         })?;
+        let sandbox = match &config.sandbox_helper {
+            None => Err("process runtimes are disabled in this server".to_owned()),
+            Some(helper) => ProcessExecutor::new(SandboxConfig {
+                data_dir: config.data_dir.clone(),
+                helper: helper.clone(),
+                keep_alive: config.keep_alive,
+                max_sandboxes: config.max_sandboxes,
+            })
+            .map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = &sandbox {
+            tracing::warn!("process runtimes unavailable: {reason}");
+        }
         Ok(Self {
             recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
             metadata,
             code,
             engine: Arc::new(engine),
+            sandbox,
+            region: config.region.clone(),
             versions: RwLock::default(),
             prepared: RwLock::default(),
             writes: tokio::sync::Mutex::new(()),
@@ -230,37 +285,77 @@ impl Platform {
             artifact_cache_hits: engine.cache_hits,
             records_dropped: self.recorder.dropped(),
             pooling: engine.pooling,
+            sandboxes: self
+                .sandbox
+                .as_ref()
+                .map(ProcessExecutor::stats)
+                .unwrap_or_default(),
         }
     }
 
-    /// Flushes invocation records; call after the server stopped taking requests.
+    /// Flushes invocation records and stops sandboxes; call after the server stopped taking
+    /// requests.
     pub fn shutdown(&self) {
+        if let Ok(s) = &self.sandbox {
+            s.shutdown();
+        }
         self.recorder.shutdown();
+    }
+
+    /// The process executor, or why there is none.
+    fn executor(&self, runtime: Runtime) -> Result<&ProcessExecutor, ControlError> {
+        let unavailable = |reason: String| ControlError::RuntimeUnavailable { runtime, reason };
+        let executor = self.sandbox.as_ref().map_err(|r| unavailable(r.clone()))?;
+        executor.supports(runtime.family()).map_err(unavailable)?;
+        Ok(executor)
+    }
+
+    /// Stops warm sandboxes of a function whose version changed or that was deleted.
+    fn retire(&self, name: &FunctionName, version: Option<Qualifier>) {
+        if let Ok(s) = &self.sandbox {
+            let v = version.map(|q| q.to_string());
+            s.retire(name.as_str(), v.as_deref());
+        }
     }
 
     // ----- deploy -------------------------------------------------------------------------
 
-    /// Validates and compiles `code` for `runtime` (or the runtime detected from it).
-    async fn prepare(
-        &self,
-        runtime: Option<Runtime>,
-        code: Bytes,
-    ) -> Result<(Runtime, PreparedCode), ControlError> {
+    /// The runtime given, or the one detected from wasm code. A zip needs an explicit runtime.
+    fn runtime_for(runtime: Option<Runtime>, code: &[u8]) -> Result<Runtime, ControlError> {
+        match runtime {
+            Some(r) => Ok(r),
+            None if lambent_sandbox::package::is_zip(code) => {
+                Err(ConfigError::RuntimeRequired.into())
+            }
+            None => Ok(WasmEngine::detect_runtime(code)?),
+        }
+    }
+
+    /// Validates and compiles `code` for `runtime` (wasm), or checks and unpacks it (a zip for the
+    /// process executor).
+    async fn prepare(&self, runtime: Runtime, code: Bytes) -> Result<LoadedCode, ControlError> {
         if code.len() > MAX_CODE_BYTES {
             return Err(ControlError::CodeTooLarge {
                 size: code.len(),
                 limit: MAX_CODE_BYTES,
             });
         }
-        let runtime = match runtime {
-            Some(r) => r,
-            None => WasmEngine::detect_runtime(&code)?,
-        };
+        if !runtime.is_wasm() {
+            let executor = self.executor(runtime)?.clone();
+            let dir = tokio::task::spawn_blocking(move || {
+                lambent_sandbox::package::inspect(&code)?;
+                let sha = lambent_store::code::sha256_hex(&code);
+                executor.unpack(&sha, &code)
+            })
+            .await
+            .map_err(|e| ControlError::Task(e.to_string()))??;
+            return Ok(LoadedCode::Package(dir));
+        }
         let engine = self.engine.clone();
         let prepared = tokio::task::spawn_blocking(move || engine.prepare(runtime, &code))
             .await
             .map_err(|e| ControlError::Task(e.to_string()))??;
-        Ok((runtime, prepared))
+        Ok(LoadedCode::Wasm(prepared))
     }
 
     /// Stores code, then runs `write` (the metadata change); if `write` fails, code this call
@@ -268,7 +363,7 @@ impl Platform {
     async fn store_code_then<F>(
         &self,
         code: &Bytes,
-        prepared: PreparedCode,
+        prepared: LoadedCode,
         write: F,
     ) -> Result<(String, Option<String>), ControlError>
     where
@@ -284,8 +379,13 @@ impl Platform {
                 Ok((sha, replaced))
             }
             Err(e) => {
-                if new && !self.metadata.code_in_use(&sha).unwrap_or(true) {
-                    let _ = self.code.remove(&sha);
+                if !self.metadata.code_in_use(&sha).unwrap_or(true) {
+                    if new {
+                        let _ = self.code.remove(&sha);
+                    }
+                    if let (LoadedCode::Package(_), Ok(s)) = (&prepared, &self.sandbox) {
+                        s.remove_package(&sha);
+                    }
                 }
                 Err(e)
             }
@@ -298,6 +398,9 @@ impl Platform {
             match self.metadata.code_in_use(&sha) {
                 Ok(false) => {
                     self.prepared.write().remove(&sha);
+                    if let Ok(s) = &self.sandbox {
+                        s.remove_package(&sha);
+                    }
                     if let Err(e) = self.code.remove(&sha) {
                         tracing::warn!(sha = %sha, error = %e, "cannot remove unused code");
                     }
@@ -361,12 +464,9 @@ impl Platform {
     ) -> Result<(FunctionVersion, bool), ControlError> {
         let runtime = create.runtime.as_deref().map(str::parse).transpose()?;
         // Check the configuration before the (slow) compilation, with the runtime it will have.
-        let runtime_for_check = match runtime {
-            Some(r) => r,
-            None => WasmEngine::detect_runtime(&code)?,
-        };
-        let config = FunctionConfig::from_create(&create, runtime_for_check)?;
-        let (_, prepared) = self.prepare(Some(runtime_for_check), code.clone()).await?;
+        let runtime = Self::runtime_for(runtime, &code)?;
+        let config = FunctionConfig::from_create(&create, runtime)?;
+        let prepared = self.prepare(runtime, code.clone()).await?;
         let _guard = self.writes.lock().await;
         let record = |sha: &str| Self::latest_record(&name, config.clone(), sha, code.len());
         let mut created = true;
@@ -386,6 +486,7 @@ impl Platform {
             })
             .await?;
         self.forget(&name);
+        self.retire(&name, Some(Qualifier::Latest));
         self.collect_garbage(replaced);
         let stored = self
             .metadata
@@ -403,9 +504,7 @@ impl Platform {
         code: Bytes,
     ) -> Result<FunctionVersion, ControlError> {
         let current = self.get(name, Qualifier::Latest)?;
-        let (_, prepared) = self
-            .prepare(Some(current.config.runtime), code.clone())
-            .await?;
+        let prepared = self.prepare(current.config.runtime, code.clone()).await?;
         let _guard = self.writes.lock().await;
         let config = self.get(name, Qualifier::Latest)?.config;
         let latest = |sha: &str| Self::latest_record(name, config.clone(), sha, code.len());
@@ -416,6 +515,7 @@ impl Platform {
             })
             .await?;
         self.forget(name);
+        self.retire(name, Some(Qualifier::Latest));
         self.collect_garbage(replaced);
         self.get(name, Qualifier::Latest)
     }
@@ -433,6 +533,7 @@ impl Platform {
         latest.revision_id = new_id();
         self.metadata.replace_latest(&latest)?;
         self.forget(name);
+        self.retire(name, Some(Qualifier::Latest));
         Ok(latest)
     }
 
@@ -496,6 +597,7 @@ impl Platform {
         let _guard = self.writes.lock().await;
         let hashes = self.metadata.delete(name)?;
         self.forget(name);
+        self.retire(name, None);
         self.collect_garbage(hashes);
         tracing::info!(function = %name, "deleted");
         Ok(())
@@ -534,6 +636,7 @@ impl Platform {
         let resolved = Arc::new(ResolvedVersion {
             version,
             started: AtomicBool::new(false),
+            spec: std::sync::OnceLock::new(),
         });
         Ok(self.versions.write().entry(key).or_insert(resolved).clone())
     }
@@ -543,7 +646,7 @@ impl Platform {
     async fn prepared_code(
         &self,
         v: &FunctionVersion,
-    ) -> Result<(PreparedCode, Duration), ControlError> {
+    ) -> Result<(LoadedCode, Duration), ControlError> {
         let cell = {
             let existing = self.prepared.read().get(&v.code_sha256).cloned();
             match existing {
@@ -567,9 +670,7 @@ impl Platform {
                 let bytes = tokio::task::spawn_blocking(move || store.get(&sha))
                     .await
                     .map_err(|e| ControlError::Task(e.to_string()))??;
-                self.prepare(Some(v.config.runtime), Bytes::from(bytes))
-                    .await
-                    .map(|(_, p)| p)
+                self.prepare(v.config.runtime, Bytes::from(bytes)).await
             })
             .await?;
         Ok((prepared.clone(), started.elapsed()))
@@ -599,6 +700,14 @@ impl Platform {
         let resolved = self.resolve(name, qualifier).map_err(refused)?;
         let v = &resolved.version;
         let (code, load) = self.prepared_code(v).await.map_err(refused)?;
+        let code = match code {
+            LoadedCode::Wasm(code) => code,
+            LoadedCode::Package(dir) => {
+                return self
+                    .invoke_process(&resolved, dir, request, started, started_at_ms)
+                    .await;
+            }
+        };
         let cold_start = !resolved.started.swap(true, Ordering::Relaxed);
         self.invocations.fetch_add(1, Ordering::Relaxed);
         if cold_start {
@@ -648,12 +757,209 @@ impl Platform {
                 cold_start,
                 init: load + invocation.init,
                 duration: started.elapsed(),
+                function_error: None,
+                log_tail: None,
             }),
             Err(Failure { error, logs, init }) => {
                 self.invocation_errors.fetch_add(1, Ordering::Relaxed);
                 call.keep(&self.recorder, Some(&error), load + init, logs);
                 Err(InvokeFailure {
                     invocation_id: Some(call.id.clone()),
+                    error: error.into(),
+                    duration: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// The executor's view of a version: limits, environment and the code's directory.
+    fn spec(&self, resolved: &ResolvedVersion, code_dir: PathBuf) -> Arc<FunctionSpec> {
+        resolved
+            .spec
+            .get_or_init(|| {
+                let v = &resolved.version;
+                let c = &v.config;
+                let mut arn = format!(
+                    "arn:aws:lambda:{}:{ACCOUNT_ID}:function:{}",
+                    self.region, v.name
+                );
+                if let Qualifier::Version(n) = v.version {
+                    arn.push_str(&format!(":{n}"));
+                }
+                let mut env: Vec<(String, String)> = c
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let reserved = lambda_environment(v, &self.region);
+                env.retain(|(k, _)| !reserved.iter().any(|(r, _)| r == k));
+                env.extend(reserved);
+                Arc::new(FunctionSpec {
+                    function: v.name.to_string(),
+                    version: v.version.to_string(),
+                    revision: v.revision_id.clone(),
+                    family: c.runtime.family(),
+                    memory_mb: c.memory_mb,
+                    timeout: Duration::from_secs(u64::from(c.timeout_s)),
+                    init_timeout: lambent_sandbox::INIT_TIMEOUT,
+                    ephemeral_storage_mb: c.ephemeral_storage_mb,
+                    egress: c.egress,
+                    environment: env,
+                    code_dir,
+                    function_arn: arn,
+                })
+            })
+            .clone()
+    }
+
+    /// Runs a process-tier function: the request body is the event, the answer the response.
+    async fn invoke_process<B>(
+        &self,
+        resolved: &Arc<ResolvedVersion>,
+        code_dir: PathBuf,
+        request: http::Request<B>,
+        started: Instant,
+        started_at_ms: i64,
+    ) -> Result<Served, InvokeFailure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BodyError>,
+    {
+        let v = &resolved.version;
+        let refused = |error: ControlError| InvokeFailure {
+            invocation_id: None,
+            error,
+            duration: started.elapsed(),
+        };
+        let executor = self.executor(v.config.runtime).map_err(refused)?;
+        let spec = self.spec(resolved, code_dir);
+        let (parts, body) = request.into_parts();
+        let body = body.map_err(Into::<BodyError>::into);
+        let payload = match http_body_util::Limited::new(body, MAX_SYNC_PAYLOAD_BYTES)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let too_large = e.is::<http_body_util::LengthLimitError>()
+                    || matches!(
+                        e.downcast_ref::<BodyError>(),
+                        Some(BodyError::TooLarge { .. })
+                    );
+                let error = if too_large {
+                    InvokeError::PayloadTooLarge {
+                        limit: MAX_SYNC_PAYLOAD_BYTES,
+                    }
+                } else {
+                    InvokeError::BadRequest(e.to_string())
+                };
+                return Err(refused(error.into()));
+            }
+        };
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        };
+        let id = new_id();
+        let input = InvokeInput {
+            request_id: id.clone(),
+            payload,
+            trace_id: header("x-amzn-trace-id").unwrap_or_else(|| {
+                format!(
+                    "Root=1-{:08x}-{}",
+                    started_at_ms / 1000,
+                    &id.replace('-', "")[..24]
+                )
+            }),
+            client_context: header("x-amz-client-context"),
+            cognito_identity: None,
+        };
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let result = executor.invoke(&spec, input).await;
+        let call = Call {
+            id: id.clone(),
+            resolved: resolved.clone(),
+            started,
+            started_at_ms,
+            cold_start: match &result {
+                Ok(o) => o.cold_start,
+                Err(f) => f.cold_start,
+            },
+        };
+        if call.cold_start {
+            self.cold_starts.fetch_add(1, Ordering::Relaxed);
+            resolved.started.store(true, Ordering::Relaxed);
+        }
+        let (outcome, init, logs) = match result {
+            Ok(out) => (
+                Ok((
+                    out.payload,
+                    out.function_error.map(|e| (e.error_type, e.message)),
+                )),
+                out.init,
+                out.logs,
+            ),
+            Err(f) => match f.init_error {
+                // Init errors answer like function errors, as on Lambda.
+                Some(e) => (
+                    Ok((e.payload.clone(), Some((e.error_type, e.message)))),
+                    f.init,
+                    f.logs,
+                ),
+                None => (Err(f.error), f.init, f.logs),
+            },
+        };
+        let log_tail = Some(tail(&logs, LOG_TAIL_BYTES).to_owned());
+        match outcome {
+            Ok((payload, function_error)) => {
+                let error_line = function_error.as_ref().map(|(t, m)| format!("{t}: {m}"));
+                if error_line.is_some() {
+                    self.invocation_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                call.record(
+                    &self.recorder,
+                    if error_line.is_some() {
+                        InvocationOutcome::FunctionError
+                    } else {
+                        InvocationOutcome::Success
+                    },
+                    error_line,
+                    init,
+                    logs,
+                );
+                let body = http_body_util::Full::new(payload)
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                let response = http::Response::builder()
+                    .status(http::StatusCode::OK)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .map_err(|e| refused(ControlError::Task(e.to_string())))?;
+                Ok(Served {
+                    invocation_id: id,
+                    version: v.version,
+                    response,
+                    cold_start: call.cold_start,
+                    init,
+                    duration: started.elapsed(),
+                    function_error: function_error.map(|(t, _)| t),
+                    log_tail,
+                })
+            }
+            Err(error) => {
+                self.invocation_errors.fetch_add(1, Ordering::Relaxed);
+                call.record(
+                    &self.recorder,
+                    error.outcome(),
+                    Some(error.to_string()),
+                    init,
+                    logs,
+                );
+                Err(InvokeFailure {
+                    invocation_id: Some(id),
                     error: error.into(),
                     duration: started.elapsed(),
                 })
@@ -686,6 +992,24 @@ impl Call {
         if error.is_none() && logs.is_empty() {
             return;
         }
+        self.record(
+            recorder,
+            error.map_or(InvocationOutcome::Success, InvokeError::outcome),
+            error.map(ToString::to_string),
+            init,
+            logs,
+        );
+    }
+
+    /// Stores the record of this call.
+    fn record(
+        &self,
+        recorder: &InvocationRecorder,
+        outcome: InvocationOutcome,
+        error: Option<String>,
+        init: Duration,
+        logs: String,
+    ) {
         let v = &self.resolved.version;
         recorder.record(InvocationRecord {
             id: self.id.clone(),
@@ -695,8 +1019,8 @@ impl Call {
             duration_ms: self.started.elapsed().as_secs_f64() * 1e3,
             init_ms: init.as_secs_f64() * 1e3,
             cold_start: self.cold_start,
-            outcome: error.map_or(InvocationOutcome::Success, InvokeError::outcome),
-            error: error.map(ToString::to_string),
+            outcome,
+            error,
             logs,
         });
     }
@@ -709,4 +1033,61 @@ fn not_found(name: &FunctionName, qualifier: Qualifier) -> ControlError {
             ControlError::NotFound(format!("version {n} of function {name} does not exist"))
         }
     }
+}
+
+/// The variables AWS sets in every execution environment; a function cannot override them.
+fn lambda_environment(v: &FunctionVersion, region: &str) -> Vec<(String, String)> {
+    let c = &v.config;
+    let mut env: Vec<(String, String)> = [
+        ("AWS_LAMBDA_FUNCTION_NAME", v.name.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", v.version.to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", v.name),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            format!("lambent/{}", v.revision_id),
+        ),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ("AWS_REGION", region.to_owned()),
+        ("AWS_DEFAULT_REGION", region.to_owned()),
+        ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", c.runtime)),
+        ("_HANDLER", c.handler.clone()),
+        ("LAMBDA_TASK_ROOT", "/var/task".into()),
+        ("LAMBDA_RUNTIME_DIR", "/var/runtime".into()),
+        ("TZ", ":UTC".into()),
+        ("LANG", "en_US.UTF-8".into()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".into()),
+        (
+            "LD_LIBRARY_PATH",
+            "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
+                .into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    match c.runtime.family() {
+        RuntimeFamily::Python => {
+            env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+            env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+        }
+        RuntimeFamily::Node => env.push((
+            "NODE_PATH".into(),
+            "/opt/nodejs/node_modules:/var/runtime/node_modules:/var/task/node_modules".into(),
+        )),
+        RuntimeFamily::Provided | RuntimeFamily::Wasm => {}
+    }
+    env
+}
+
+/// The last `max` bytes of `text`, starting at a character boundary.
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }

@@ -8,8 +8,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, MAX_DESCRIPTION_CHARS, MAX_ENVIRONMENT_BYTES,
-    MAX_MEMORY_MB, MAX_TIMEOUT_S, MAX_WASM_MEMORY_MB, MIN_MEMORY_MB, MIN_TIMEOUT_S,
+    DEFAULT_EPHEMERAL_STORAGE_MB, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, MAX_DESCRIPTION_CHARS,
+    MAX_ENVIRONMENT_BYTES, MAX_EPHEMERAL_STORAGE_MB, MAX_HANDLER_CHARS, MAX_MEMORY_MB,
+    MAX_TIMEOUT_S, MAX_WASM_MEMORY_MB, MIN_EPHEMERAL_STORAGE_MB, MIN_MEMORY_MB, MIN_TIMEOUT_S,
 };
 use crate::name::{FunctionName, Qualifier};
 
@@ -17,8 +18,32 @@ use crate::name::{FunctionName, Qualifier};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// the runtime is not one lambent knows
-    #[error("unknown runtime {0:?}; supported runtimes: wasi-http, wasi-cgi")]
+    #[error(
+        "unknown runtime {0:?}; supported runtimes: wasi-http, wasi-cgi, python3 (or python3.9 to python3.13), nodejs (or nodejs18.x, nodejs20.x, nodejs22.x), provided (or provided.al2, provided.al2023)"
+    )]
     UnknownRuntime(String),
+    /// a zip package without a runtime
+    #[error(
+        "a zip package needs a runtime; set runtime to python3.12, nodejs20.x or provided.al2023 (or another supported runtime)"
+    )]
+    RuntimeRequired,
+    /// a Python or Node.js function without a handler
+    #[error("runtime {0} needs a handler such as app.handler (file app, function handler)")]
+    HandlerRequired(Runtime),
+    /// a handler that cannot name a function
+    #[error(
+        "handler {0:?} is invalid; use FILE.FUNCTION (e.g. app.handler), at most 128 characters without spaces"
+    )]
+    BadHandler(String),
+    /// a handler given to a WebAssembly function
+    #[error("runtime {0} takes no handler; the component itself is the handler")]
+    HandlerNotAllowed(Runtime),
+    /// ephemeral storage outside the allowed range
+    #[error("ephemeral storage {0} MB is out of range; use 512 to 10240 MB")]
+    EphemeralStorageOutOfRange(u32),
+    /// network egress asked of a WebAssembly function
+    #[error("runtime {0} cannot have network egress; only process runtimes can")]
+    EgressNotSupported(Runtime),
     /// memory outside the allowed range
     #[error("memory {got} MB is out of range; use {min} to {max} MB for runtime {runtime}")]
     MemoryOutOfRange {
@@ -47,30 +72,142 @@ pub enum ConfigError {
     DescriptionTooLong(usize),
 }
 
-/// How a function's code is run. Each runtime belongs to one isolation tier.
+/// The isolation tier and language family a runtime belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuntimeFamily {
+    /// WebAssembly, run by wasmtime.
+    Wasm,
+    /// Python, run by lambent's bootstrap in a process sandbox.
+    Python,
+    /// Node.js, run by lambent's bootstrap in a process sandbox.
+    Node,
+    /// The function's own `bootstrap` executable in a process sandbox.
+    Provided,
+}
+
+/// How a function's code is run. Each runtime belongs to one isolation tier. Lambda's runtime
+/// names are accepted as they are and kept, so a function moved from Lambda keeps its setting;
+/// every Python (Node.js) name runs on the host's one Python (Node.js).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Runtime {
     /// A WebAssembly component of the `wasi:http/proxy` world.
     WasiHttp,
     /// A WASI preview1 command module speaking CGI on stdin/stdout.
     WasiCgi,
+    /// Python (`python3`, or one of Lambda's `python3.N` names, kept as given).
+    Python(PythonName),
+    /// Node.js (`nodejs`, or one of Lambda's `nodejsN.x` names, kept as given).
+    Node(NodeName),
+    /// A `bootstrap` executable (`provided`, `provided.al2`, `provided.al2023`).
+    Provided(ProvidedName),
+}
+
+/// The Python runtime names lambent accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PythonName {
+    /// `python3`
+    Python3,
+    /// `python3.9`
+    V39,
+    /// `python3.10`
+    V310,
+    /// `python3.11`
+    V311,
+    /// `python3.12`
+    V312,
+    /// `python3.13`
+    V313,
+}
+
+/// The Node.js runtime names lambent accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeName {
+    /// `nodejs`
+    Nodejs,
+    /// `nodejs18.x`
+    V18,
+    /// `nodejs20.x`
+    V20,
+    /// `nodejs22.x`
+    V22,
+}
+
+/// The custom-runtime names lambent accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProvidedName {
+    /// `provided`
+    Provided,
+    /// `provided.al2`
+    Al2,
+    /// `provided.al2023`
+    Al2023,
 }
 
 impl Runtime {
     /// Every runtime, in the order they are documented.
-    pub const ALL: [Runtime; 2] = [Runtime::WasiHttp, Runtime::WasiCgi];
+    pub const ALL: [Runtime; 15] = [
+        Runtime::WasiHttp,
+        Runtime::WasiCgi,
+        Runtime::Python(PythonName::Python3),
+        Runtime::Python(PythonName::V39),
+        Runtime::Python(PythonName::V310),
+        Runtime::Python(PythonName::V311),
+        Runtime::Python(PythonName::V312),
+        Runtime::Python(PythonName::V313),
+        Runtime::Node(NodeName::Nodejs),
+        Runtime::Node(NodeName::V18),
+        Runtime::Node(NodeName::V20),
+        Runtime::Node(NodeName::V22),
+        Runtime::Provided(ProvidedName::Provided),
+        Runtime::Provided(ProvidedName::Al2),
+        Runtime::Provided(ProvidedName::Al2023),
+    ];
 
     /// The name used in the API, the CLI and manifests.
     pub fn as_str(self) -> &'static str {
         match self {
             Runtime::WasiHttp => "wasi-http",
             Runtime::WasiCgi => "wasi-cgi",
+            Runtime::Python(p) => match p {
+                PythonName::Python3 => "python3",
+                PythonName::V39 => "python3.9",
+                PythonName::V310 => "python3.10",
+                PythonName::V311 => "python3.11",
+                PythonName::V312 => "python3.12",
+                PythonName::V313 => "python3.13",
+            },
+            Runtime::Node(n) => match n {
+                NodeName::Nodejs => "nodejs",
+                NodeName::V18 => "nodejs18.x",
+                NodeName::V20 => "nodejs20.x",
+                NodeName::V22 => "nodejs22.x",
+            },
+            Runtime::Provided(p) => match p {
+                ProvidedName::Provided => "provided",
+                ProvidedName::Al2 => "provided.al2",
+                ProvidedName::Al2023 => "provided.al2023",
+            },
+        }
+    }
+
+    /// The tier and language family.
+    pub fn family(self) -> RuntimeFamily {
+        match self {
+            Runtime::WasiHttp | Runtime::WasiCgi => RuntimeFamily::Wasm,
+            Runtime::Python(_) => RuntimeFamily::Python,
+            Runtime::Node(_) => RuntimeFamily::Node,
+            Runtime::Provided(_) => RuntimeFamily::Provided,
         }
     }
 
     /// Whether the code is WebAssembly run by the wasm executor.
     pub fn is_wasm(self) -> bool {
-        matches!(self, Runtime::WasiHttp | Runtime::WasiCgi)
+        self.family() == RuntimeFamily::Wasm
+    }
+
+    /// Whether the runtime needs a `handler` setting (`module.function`).
+    pub fn needs_handler(self) -> bool {
+        matches!(self.family(), RuntimeFamily::Python | RuntimeFamily::Node)
     }
 
     /// The largest memory setting this runtime can honour, in MB.
@@ -136,6 +273,15 @@ pub struct FunctionCreate {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The entry point of a Python or Node.js function, `FILE.FUNCTION` (Lambda's `Handler`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Size of the writable `/tmp` of a process-tier function, in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_mb: Option<u32>,
+    /// Whether a process-tier function may reach the network (see `docs/sandbox.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<bool>,
     /// The code, base64-encoded, for callers that send one JSON document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -157,6 +303,15 @@ pub struct FunctionUpdate {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The entry point, `FILE.FUNCTION`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Size of `/tmp`, in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_mb: Option<u32>,
+    /// Network egress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<bool>,
 }
 
 /// A function's validated configuration.
@@ -172,6 +327,20 @@ pub struct FunctionConfig {
     pub environment: BTreeMap<String, String>,
     /// Free text.
     pub description: String,
+    /// The entry point (`FILE.FUNCTION`) of a Python or Node.js function; empty otherwise, or
+    /// whatever a `provided` function wants in `_HANDLER`.
+    #[serde(default)]
+    pub handler: String,
+    /// Size of `/tmp` of a process-tier function, in MB.
+    #[serde(default = "default_ephemeral_storage_mb")]
+    pub ephemeral_storage_mb: u32,
+    /// Whether a process-tier function shares the host's network (otherwise it has loopback only).
+    #[serde(default)]
+    pub egress: bool,
+}
+
+fn default_ephemeral_storage_mb() -> u32 {
+    DEFAULT_EPHEMERAL_STORAGE_MB
 }
 
 impl FunctionConfig {
@@ -184,6 +353,11 @@ impl FunctionConfig {
             timeout_s: create.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S),
             environment: create.environment.clone().unwrap_or_default(),
             description: create.description.clone().unwrap_or_default(),
+            handler: create.handler.clone().unwrap_or_default(),
+            ephemeral_storage_mb: create
+                .ephemeral_storage_mb
+                .unwrap_or(DEFAULT_EPHEMERAL_STORAGE_MB),
+            egress: create.egress.unwrap_or(false),
         };
         config.validate()?;
         Ok(config)
@@ -203,6 +377,14 @@ impl FunctionConfig {
                 .description
                 .clone()
                 .unwrap_or_else(|| self.description.clone()),
+            handler: update
+                .handler
+                .clone()
+                .unwrap_or_else(|| self.handler.clone()),
+            ephemeral_storage_mb: update
+                .ephemeral_storage_mb
+                .unwrap_or(self.ephemeral_storage_mb),
+            egress: update.egress.unwrap_or(self.egress),
         };
         config.validate()?;
         Ok(config)
@@ -237,6 +419,42 @@ impl FunctionConfig {
         let description_chars = self.description.chars().count();
         if description_chars > MAX_DESCRIPTION_CHARS {
             return Err(ConfigError::DescriptionTooLong(description_chars));
+        }
+        self.validate_process_settings()
+    }
+
+    fn validate_process_settings(&self) -> Result<(), ConfigError> {
+        let runtime = self.runtime;
+        let handler = self.handler.as_str();
+        let bad_handler = || ConfigError::BadHandler(handler.to_owned());
+        if handler.chars().count() > MAX_HANDLER_CHARS || handler.chars().any(char::is_whitespace) {
+            return Err(bad_handler());
+        }
+        if runtime.needs_handler() {
+            if handler.is_empty() {
+                return Err(ConfigError::HandlerRequired(runtime));
+            }
+            // FILE.FUNCTION where FILE may contain '/' (a subdirectory) and dots of its own.
+            let (file, function) = handler.rsplit_once('.').ok_or_else(bad_handler)?;
+            if file.is_empty()
+                || function.is_empty()
+                || file.starts_with('/')
+                || file.split('/').any(|part| part == ".." || part.is_empty())
+            {
+                return Err(bad_handler());
+            }
+        } else if runtime.is_wasm() && !handler.is_empty() {
+            return Err(ConfigError::HandlerNotAllowed(runtime));
+        }
+        if !(MIN_EPHEMERAL_STORAGE_MB..=MAX_EPHEMERAL_STORAGE_MB)
+            .contains(&self.ephemeral_storage_mb)
+        {
+            return Err(ConfigError::EphemeralStorageOutOfRange(
+                self.ephemeral_storage_mb,
+            ));
+        }
+        if runtime.is_wasm() && self.egress {
+            return Err(ConfigError::EgressNotSupported(runtime));
         }
         Ok(())
     }
@@ -320,6 +538,64 @@ mod tests {
         assert!(err.to_string().contains("unknown field `memory`"), "{err}");
         assert!("python9".parse::<Runtime>().is_err());
         assert_eq!("wasi-cgi".parse::<Runtime>(), Ok(Runtime::WasiCgi));
+        assert_eq!(
+            "python3.12".parse::<Runtime>(),
+            Ok(Runtime::Python(PythonName::V312))
+        );
+        assert_eq!(
+            "provided.al2023".parse::<Runtime>().map(Runtime::family),
+            Ok(RuntimeFamily::Provided)
+        );
+        for r in Runtime::ALL {
+            assert_eq!(r.as_str().parse::<Runtime>(), Ok(r));
+        }
+    }
+
+    #[test]
+    fn process_settings_are_checked() {
+        let python = Runtime::Python(PythonName::Python3);
+        assert_eq!(
+            FunctionConfig::from_create(&create(), python),
+            Err(ConfigError::HandlerRequired(python))
+        );
+        let mut c = create();
+        for bad in [
+            "app",
+            "app.",
+            ".handler",
+            "../x.handler",
+            "a b.handler",
+            "/abs.h",
+        ] {
+            c.handler = Some(bad.into());
+            assert_eq!(
+                FunctionConfig::from_create(&c, python),
+                Err(ConfigError::BadHandler(bad.into())),
+                "{bad}"
+            );
+        }
+        c.handler = Some("pkg/app.module.handler".into());
+        let ok = FunctionConfig::from_create(&c, python).expect("valid");
+        assert_eq!(ok.ephemeral_storage_mb, 512);
+        assert!(!ok.egress);
+        assert!(matches!(
+            FunctionConfig::from_create(&c, Runtime::WasiHttp),
+            Err(ConfigError::HandlerNotAllowed(_))
+        ));
+        c.ephemeral_storage_mb = Some(100);
+        assert!(matches!(
+            FunctionConfig::from_create(&c, python),
+            Err(ConfigError::EphemeralStorageOutOfRange(100))
+        ));
+        let provided = FunctionConfig::from_create(
+            &FunctionCreate {
+                egress: Some(true),
+                ..create()
+            },
+            Runtime::Provided(ProvidedName::Al2023),
+        )
+        .expect("provided needs no handler");
+        assert!(provided.egress);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The record of one invocation: what ran, how long, how it ended, and what it logged.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// How an invocation ended, as a stable string for the API and storage.
@@ -16,6 +18,8 @@ pub enum InvocationOutcome {
     Trap,
     /// The function exited or failed without a valid response.
     Crashed,
+    /// The function raised an error and reported it (a handled error of a process runtime).
+    FunctionError,
     /// The platform could not run the function (no capacity, storage failure).
     PlatformError,
 }
@@ -29,6 +33,7 @@ impl InvocationOutcome {
             InvocationOutcome::OutOfMemory => "out_of_memory",
             InvocationOutcome::Trap => "trap",
             InvocationOutcome::Crashed => "crashed",
+            InvocationOutcome::FunctionError => "function_error",
             InvocationOutcome::PlatformError => "platform_error",
         }
     }
@@ -41,6 +46,7 @@ impl InvocationOutcome {
             InvocationOutcome::OutOfMemory,
             InvocationOutcome::Trap,
             InvocationOutcome::Crashed,
+            InvocationOutcome::FunctionError,
             InvocationOutcome::PlatformError,
         ]
         .into_iter()
@@ -73,4 +79,90 @@ pub struct InvocationRecord {
     /// What the function wrote to stdout and stderr (CGI: stderr only), cut at
     /// [`crate::limits::MAX_LOG_BYTES_PER_INVOCATION`].
     pub logs: String,
+}
+
+/// Why an invocation failed. The scheduler branches on these: a timeout or a trap is the
+/// function's fault, `Capacity` is the platform's.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    /// the function ran past its timeout
+    #[error("function timed out after {:.3} s", timeout.as_secs_f64())]
+    Timeout {
+        /// the timeout that was exceeded
+        timeout: Duration,
+    },
+    /// the function tried to use more memory than its setting
+    #[error(
+        "function ran out of memory: it tried to grow to {wanted_mb} MB, over its {limit_mb} MB limit"
+    )]
+    OutOfMemory {
+        /// the limit in MB
+        limit_mb: u64,
+        /// what it asked for in MB
+        wanted_mb: u64,
+    },
+    /// the guest trapped
+    #[error("function trapped: {0}")]
+    Trap(String),
+    /// the CGI module exited with a non-zero status
+    #[error("function exited with status {0}")]
+    Exited(i32),
+    /// the guest returned without sending a response
+    #[error("function returned without sending a response")]
+    NoResponse,
+    /// the guest answered with a wasi:http error code instead of a response
+    #[error("function answered with an error: {0}")]
+    GuestError(String),
+    /// the CGI module's output is not a CGI response
+    #[error("function wrote an invalid CGI response: {0}")]
+    BadCgiResponse(String),
+    /// the response is over the size limit
+    #[error("function response is larger than the {limit} byte limit")]
+    ResponseTooLarge {
+        /// the limit in bytes
+        limit: usize,
+    },
+    /// the request could not be handed to the guest
+    #[error("request cannot be passed to the function: {0}")]
+    BadRequest(String),
+    /// the request body was larger than the payload limit
+    #[error("request body is larger than the {limit} byte limit")]
+    PayloadTooLarge {
+        /// the limit in bytes
+        limit: usize,
+    },
+    /// no instance slot is free
+    #[error("no capacity to start another instance: {0}")]
+    Capacity(String),
+    /// instantiation failed for another reason
+    #[error("function could not be instantiated: {0}")]
+    Instantiate(String),
+    /// a process-tier function's runtime exited or broke the Runtime API's rules
+    #[error("the function's runtime {0}")]
+    RuntimeExited(String),
+    /// the sandbox could not be built (the platform's fault, not the function's)
+    #[error("the sandbox could not be started: {0}")]
+    Sandbox(String),
+}
+
+impl InvokeError {
+    /// The outcome recorded for this failure.
+    pub fn outcome(&self) -> InvocationOutcome {
+        match self {
+            InvokeError::Timeout { .. } => InvocationOutcome::Timeout,
+            InvokeError::OutOfMemory { .. } => InvocationOutcome::OutOfMemory,
+            InvokeError::Trap(_) => InvocationOutcome::Trap,
+            InvokeError::Exited(_)
+            | InvokeError::NoResponse
+            | InvokeError::GuestError(_)
+            | InvokeError::BadCgiResponse(_)
+            | InvokeError::ResponseTooLarge { .. }
+            | InvokeError::Instantiate(_)
+            | InvokeError::RuntimeExited(_) => InvocationOutcome::Crashed,
+            InvokeError::BadRequest(_) | InvokeError::PayloadTooLarge { .. } => {
+                InvocationOutcome::PlatformError
+            }
+            InvokeError::Capacity(_) | InvokeError::Sandbox(_) => InvocationOutcome::PlatformError,
+        }
+    }
 }

@@ -13,7 +13,8 @@ pub mod limits;
 pub mod name;
 
 pub use function::{
-    ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, Runtime,
+    ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, NodeName,
+    ProvidedName, PythonName, Runtime, RuntimeFamily,
 };
-pub use invocation::{InvocationOutcome, InvocationRecord};
+pub use invocation::{InvocationOutcome, InvocationRecord, InvokeError};
 pub use name::{FunctionName, NameError, Qualifier, Target};

@@ -34,6 +34,26 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// Most log bytes kept per invocation (stdout and stderr together); the rest is cut with a marker.
 pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 * 1024;
 
+/// Smallest ephemeral storage (`/tmp`) of a process-tier function, in MB (Lambda's minimum).
+pub const MIN_EPHEMERAL_STORAGE_MB: u32 = 512;
+/// Largest ephemeral storage, in MB (Lambda's maximum).
+pub const MAX_EPHEMERAL_STORAGE_MB: u32 = 10_240;
+/// Ephemeral storage of a function that does not set it, in MB (Lambda's default).
+pub const DEFAULT_EPHEMERAL_STORAGE_MB: u32 = 512;
+/// Longest handler setting, in characters (Lambda's 128).
+pub const MAX_HANDLER_CHARS: usize = 128;
+/// Largest unzipped size of a function's code, in bytes (Lambda's 250 MB).
+pub const MAX_UNZIPPED_CODE_BYTES: u64 = 250 * 1024 * 1024;
+/// Most entries in a code zip; a real function has far fewer, a zip bomb far more.
+pub const MAX_ZIP_ENTRIES: usize = 50_000;
+/// Size of the log tail an invoke can ask for, in bytes (Lambda's `X-Amz-Log-Type: Tail`).
+pub const LOG_TAIL_BYTES: usize = 4 * 1024;
+
+/// Region name in ARNs and `AWS_REGION` when the operator sets none.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Account id in ARNs: one install is one account.
+pub const ACCOUNT_ID: &str = "000000000000";
+
 /// Default page size of list operations.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page size of list operations.

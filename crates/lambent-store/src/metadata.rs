@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS function_versions (
     code_size     INTEGER NOT NULL,
     last_modified TEXT    NOT NULL,
     revision_id   TEXT    NOT NULL,
+    handler       TEXT    NOT NULL DEFAULT '',
+    ephemeral_storage_mb INTEGER NOT NULL DEFAULT 512,
+    egress        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (name, version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS function_versions_by_code ON function_versions (code_sha256);
@@ -67,7 +70,31 @@ CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, sta
 "#;
 
 const COLUMNS: &str = "name, version, runtime, memory_mb, timeout_s, environment, description, \
-                       code_sha256, code_size, last_modified, revision_id";
+                       code_sha256, code_size, last_modified, revision_id, handler, \
+                       ephemeral_storage_mb, egress";
+
+/// Columns added after the first release, with their definitions, for databases made before.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("handler", "TEXT NOT NULL DEFAULT ''"),
+    ("ephemeral_storage_mb", "INTEGER NOT NULL DEFAULT 512"),
+    ("egress", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Adds the columns a database from an older lambent lacks.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('function_versions')")?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE function_versions ADD COLUMN {name} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// The SQLite metadata store. One connection behind a mutex: SQLite serialises writers anyway,
 /// and every statement here is short.
@@ -122,6 +149,9 @@ fn row_to_version(row: &Row<'_>) -> rusqlite::Result<Result<FunctionVersion, Met
             timeout_s: row.get(4)?,
             environment,
             description: row.get(6)?,
+            handler: row.get(11)?,
+            ephemeral_storage_mb: row.get(12)?,
+            egress: row.get(13)?,
         },
         code_sha256: row.get(7)?,
         code_size: row.get(8)?,
@@ -143,7 +173,7 @@ fn collect_versions(
 fn insert_version(conn: &Connection, v: &FunctionVersion) -> rusqlite::Result<usize> {
     let env = serde_json::to_string(&v.config.environment).unwrap_or_else(|_| "{}".into());
     conn.execute(
-        &format!("INSERT INTO function_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+        &format!("INSERT INTO function_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
         params![
             v.name.as_str(),
             version_number(v.version),
@@ -156,6 +186,9 @@ fn insert_version(conn: &Connection, v: &FunctionVersion) -> rusqlite::Result<us
             v.code_size,
             v.last_modified,
             v.revision_id,
+            v.config.handler,
+            v.config.ephemeral_storage_mb,
+            v.config.egress,
         ],
     )
 }
@@ -175,6 +208,7 @@ impl MetadataStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let records = Connection::open(path)?;
         records.pragma_update(None, "synchronous", "NORMAL")?;
         records.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -464,6 +498,9 @@ mod tests {
                 timeout_s: 3,
                 environment: BTreeMap::from([("A".into(), "1".into())]),
                 description: String::new(),
+                handler: String::new(),
+                ephemeral_storage_mb: 512,
+                egress: false,
             },
             code_sha256: sha.into(),
             code_size: 10,

@@ -76,6 +76,9 @@ pub enum CodeError {
     /// no bytes
     #[error("the code is empty; upload a .wasm file")]
     Empty,
+    /// a runtime the wasm executor does not run
+    #[error("runtime {0} is not a WebAssembly runtime")]
+    NotWasmRuntime(Runtime),
     /// not wasm at all
     #[error(
         "the code is not a WebAssembly binary (it does not start with \\0asm); upload a .wasm file"
@@ -296,10 +299,13 @@ impl WasmEngine {
     /// Validates, compiles (or loads from the artifact cache) and links `bytes` for `runtime`.
     /// CPU-heavy on a cache miss: call it from a blocking thread.
     pub fn prepare(&self, runtime: Runtime, bytes: &[u8]) -> Result<PreparedCode, CodeError> {
+        if !runtime.is_wasm() {
+            return Err(CodeError::NotWasmRuntime(runtime));
+        }
         let detected = Self::detect_runtime(bytes)?;
         let kind = |r: Runtime| match r {
             Runtime::WasiHttp => "a WebAssembly component",
-            Runtime::WasiCgi => "a WebAssembly core module",
+            _ => "a WebAssembly core module",
         };
         if detected != runtime {
             return Err(CodeError::WrongKind {
@@ -332,6 +338,7 @@ impl WasmEngine {
                     .map_err(|e| CodeError::UnsupportedImport(format!("{e:#}")))?;
                 Ok(PreparedCode::Cgi(pre))
             }
+            other => Err(CodeError::NotWasmRuntime(other)),
         }
     }
 }

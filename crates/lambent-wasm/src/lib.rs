@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use lambent_core::InvocationOutcome;
+pub use lambent_core::InvokeError;
 
 pub use engine::{
     CodeError, DEFAULT_MAX_INSTANCES, EPOCH_TICK, EngineError, EngineStats, PreparedCode,
@@ -65,85 +65,6 @@ pub struct InvokeContext {
     pub script_name: String,
     /// The caller's address, when known (CGI's `REMOTE_ADDR`).
     pub remote_addr: Option<std::net::SocketAddr>,
-}
-
-/// Why an invocation failed. The scheduler branches on these: a timeout or a trap is the
-/// function's fault, `Capacity` is the platform's.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InvokeError {
-    /// the function ran past its timeout
-    #[error("function timed out after {:.3} s", timeout.as_secs_f64())]
-    Timeout {
-        /// the timeout that was exceeded
-        timeout: Duration,
-    },
-    /// the function tried to use more memory than its setting
-    #[error(
-        "function ran out of memory: it tried to grow to {wanted_mb} MB, over its {limit_mb} MB limit"
-    )]
-    OutOfMemory {
-        /// the limit in MB
-        limit_mb: u64,
-        /// what it asked for in MB
-        wanted_mb: u64,
-    },
-    /// the guest trapped
-    #[error("function trapped: {0}")]
-    Trap(String),
-    /// the CGI module exited with a non-zero status
-    #[error("function exited with status {0}")]
-    Exited(i32),
-    /// the guest returned without sending a response
-    #[error("function returned without sending a response")]
-    NoResponse,
-    /// the guest answered with a wasi:http error code instead of a response
-    #[error("function answered with an error: {0}")]
-    GuestError(String),
-    /// the CGI module's output is not a CGI response
-    #[error("function wrote an invalid CGI response: {0}")]
-    BadCgiResponse(String),
-    /// the response is over the size limit
-    #[error("function response is larger than the {limit} byte limit")]
-    ResponseTooLarge {
-        /// the limit in bytes
-        limit: usize,
-    },
-    /// the request could not be handed to the guest
-    #[error("request cannot be passed to the function: {0}")]
-    BadRequest(String),
-    /// the request body was larger than the payload limit
-    #[error("request body is larger than the {limit} byte limit")]
-    PayloadTooLarge {
-        /// the limit in bytes
-        limit: usize,
-    },
-    /// no instance slot is free
-    #[error("no capacity to start another instance: {0}")]
-    Capacity(String),
-    /// instantiation failed for another reason
-    #[error("function could not be instantiated: {0}")]
-    Instantiate(String),
-}
-
-impl InvokeError {
-    /// The outcome recorded for this failure.
-    pub fn outcome(&self) -> InvocationOutcome {
-        match self {
-            InvokeError::Timeout { .. } => InvocationOutcome::Timeout,
-            InvokeError::OutOfMemory { .. } => InvocationOutcome::OutOfMemory,
-            InvokeError::Trap(_) => InvocationOutcome::Trap,
-            InvokeError::Exited(_)
-            | InvokeError::NoResponse
-            | InvokeError::GuestError(_)
-            | InvokeError::BadCgiResponse(_)
-            | InvokeError::ResponseTooLarge { .. }
-            | InvokeError::Instantiate(_) => InvocationOutcome::Crashed,
-            InvokeError::BadRequest(_) | InvokeError::PayloadTooLarge { .. } => {
-                InvocationOutcome::PlatformError
-            }
-            InvokeError::Capacity(_) => InvocationOutcome::PlatformError,
-        }
-    }
 }
 
 /// How a finished invocation went: its result and its logs. Delivered when the guest is done,

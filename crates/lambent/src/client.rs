@@ -2,7 +2,7 @@
 //! table (or JSON with `--json`). Errors carry the server's message and give a non-zero exit.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -163,34 +163,94 @@ fn progress_body(code: Vec<u8>, show: bool) -> (reqwest::Body, ProgressBar) {
 }
 
 #[allow(clippy::too_many_arguments, reason = "one argument per CLI flag")]
-async fn deploy(
-    api: &Api,
-    json: bool,
-    name: &str,
-    path: &Path,
+/// Options of `lambent deploy`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The function's name (1-64 letters, digits, '-', '_').
+    name: String,
+    /// A .wasm file, a .zip, or a directory (with a lambent.toml manifest, or zipped as it is).
+    path: PathBuf,
+    /// Runtime: wasi-http, wasi-cgi, python3.12, nodejs20.x, provided.al2023... (detected for
+    /// .wasm files).
+    #[arg(long)]
     runtime: Option<String>,
+    /// Entry point of a Python or Node.js function: FILE.FUNCTION, e.g. app.handler.
+    #[arg(long)]
+    handler: Option<String>,
+    /// Memory in MB.
+    #[arg(long)]
     memory: Option<u32>,
+    /// Timeout in seconds.
+    #[arg(long)]
     timeout: Option<u32>,
+    /// Size of /tmp in MB (process runtimes).
+    #[arg(long)]
+    ephemeral_storage: Option<u32>,
+    /// Let the function reach the network (process runtimes; see docs/sandbox.md).
+    #[arg(long)]
+    egress: bool,
+    /// An environment variable, KEY=VALUE; repeat for more.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Free text.
+    #[arg(long)]
     description: Option<String>,
-) -> anyhow::Result<()> {
-    let (mut config, code_path) = if path.is_dir() {
-        let m = manifest::load(path)?;
+}
+
+/// What to upload: a file as it is, or a directory zipped.
+enum CodeSource {
+    File(PathBuf),
+    Directory(PathBuf),
+}
+
+async fn deploy(api: &Api, json: bool, args: DeployArgs) -> anyhow::Result<()> {
+    let DeployArgs {
+        name,
+        path,
+        runtime,
+        handler,
+        memory,
+        timeout,
+        ephemeral_storage,
+        egress,
+        env,
+        description,
+    } = args;
+    let (mut config, source) = if path.join(manifest::MANIFEST).is_file() {
+        let m = manifest::load(&path)?;
         let config = FunctionCreate {
             runtime: m.runtime,
+            handler: m.handler,
             memory_mb: m.memory,
             timeout_s: m.timeout,
+            ephemeral_storage_mb: m.ephemeral_storage,
+            egress: m.egress,
             environment: (!m.env.is_empty()).then_some(m.env),
             description: m.description,
             ..FunctionCreate::default()
         };
-        (config, m.code)
+        let source = if m.code.is_dir() {
+            CodeSource::Directory(m.code)
+        } else {
+            CodeSource::File(m.code)
+        };
+        (config, source)
+    } else if path.is_dir() {
+        (
+            FunctionCreate::default(),
+            CodeSource::Directory(path.clone()),
+        )
     } else {
-        (FunctionCreate::default(), path.to_owned())
+        (FunctionCreate::default(), CodeSource::File(path.clone()))
     };
     config.runtime = runtime.or(config.runtime);
+    config.handler = handler.or(config.handler);
     config.memory_mb = memory.or(config.memory_mb);
     config.timeout_s = timeout.or(config.timeout_s);
+    config.ephemeral_storage_mb = ephemeral_storage.or(config.ephemeral_storage_mb);
+    if egress {
+        config.egress = Some(true);
+    }
     config.description = description.or(config.description);
     if !env.is_empty() {
         let vars = config.environment.get_or_insert_with(BTreeMap::new);
@@ -201,7 +261,24 @@ async fn deploy(
             vars.insert(k.to_owned(), v.to_owned());
         }
     }
-    let code = read_file(&code_path).await?;
+    let (code, code_path) = match source {
+        CodeSource::File(p) => (read_file(&p).await?, p),
+        CodeSource::Directory(dir) => {
+            if config.runtime.is_none() {
+                bail!(
+                    "{} is a directory: say which runtime runs it with --runtime (python3.12, nodejs20.x, provided.al2023...) or in {}",
+                    dir.display(),
+                    manifest::MANIFEST
+                );
+            }
+            let zipped = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || crate::zipdir::zip_directory(&dir)).await??
+            };
+            (zipped, dir.with_extension("zip"))
+        }
+    };
+    let name = name.as_str();
     let len = code.len() as u64;
     let file_name = code_path.file_name().map_or_else(
         || "code.wasm".to_owned(),
@@ -221,7 +298,7 @@ async fn deploy(
             "code",
             reqwest::multipart::Part::stream_with_length(body, len)
                 .file_name(file_name)
-                .mime_str("application/wasm")?,
+                .mime_str("application/octet-stream")?,
         );
     let result = api
         .json(
@@ -244,7 +321,13 @@ async fn deploy(
     Ok(())
 }
 
-async fn invoke(api: &Api, json: bool, target: &str, data: Option<String>) -> anyhow::Result<()> {
+async fn invoke(
+    api: &Api,
+    json: bool,
+    target: &str,
+    data: Option<String>,
+    log: bool,
+) -> anyhow::Result<()> {
     let target: Target = target.parse()?;
     let body = match data {
         Some(d) if d.starts_with('@') => read_file(Path::new(&d[1..])).await?,
@@ -256,14 +339,15 @@ async fn invoke(api: &Api, json: bool, target: &str, data: Option<String>) -> an
         target.name,
         target.qualifier.to_string().replace('$', "%24")
     ));
-    let resp = api
-        .send(
-            api.http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await?;
+    let mut req = api
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if log {
+        req = req.header(lambent_api::HEADER_LOG_TYPE, "Tail");
+    }
+    let resp = api.send(req).await?;
     let header = |h: &str| {
         resp.headers()
             .get(h)
@@ -281,7 +365,17 @@ async fn invoke(api: &Api, json: bool, target: &str, data: Option<String>) -> an
         ("init_ms", header(lambent_api::HEADER_INIT_MS)),
         ("cold_start", header(lambent_api::HEADER_COLD_START)),
         ("version", header(lambent_api::HEADER_VERSION)),
+        ("function_error", header(lambent_api::HEADER_FUNCTION_ERROR)),
     ];
+    let log_tail = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(header(lambent_api::HEADER_LOG_RESULT))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .filter(|t| !t.is_empty())
+    };
+    let function_error = header(lambent_api::HEADER_FUNCTION_ERROR);
     let output = resp
         .bytes()
         .await
@@ -295,13 +389,23 @@ async fn invoke(api: &Api, json: bool, target: &str, data: Option<String>) -> an
             "output".into(),
             Value::String(String::from_utf8_lossy(&output).into_owned()),
         );
+        if let Some(t) = &log_tail {
+            v.insert("log".into(), Value::String(t.clone()));
+        }
         return print_json(&Value::Object(v));
+    }
+    if let Some(t) = &log_tail {
+        eprint!("{t}");
     }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(&output)?;
     if !output.ends_with(b"\n") && std::io::IsTerminal::is_terminal(&out) {
         out.write_all(b"\n")?;
+    }
+    drop(out);
+    if !function_error.is_empty() {
+        bail!("the function raised an error ({function_error})");
     }
     Ok(())
 }
@@ -341,29 +445,8 @@ pub async fn run(endpoint: &str, json: bool, command: Command) -> anyhow::Result
     };
     match command {
         Command::Serve(_) => bail!("serve is not a client command"),
-        Command::Deploy {
-            name,
-            path,
-            runtime,
-            memory,
-            timeout,
-            env,
-            description,
-        } => {
-            deploy(
-                &api,
-                json,
-                &name,
-                &path,
-                runtime,
-                memory,
-                timeout,
-                env,
-                description,
-            )
-            .await
-        }
-        Command::Invoke { target, data } => invoke(&api, json, &target, data).await,
+        Command::Deploy(args) => deploy(&api, json, args).await,
+        Command::Invoke { target, data, log } => invoke(&api, json, &target, data, log).await,
         Command::Ls => {
             let mut all = Vec::new();
             let mut marker: Option<String> = None;

@@ -5,8 +5,8 @@
 mod client;
 mod manifest;
 mod serve;
+mod zipdir;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -40,27 +40,7 @@ enum Command {
     /// Start the platform: the API, function URLs and the executors.
     Serve(serve::ServeArgs),
     /// Create a function or update its code and configuration.
-    Deploy {
-        /// The function's name (1-64 letters, digits, '-', '_').
-        name: String,
-        /// A .wasm file, or a directory with a lambent.toml manifest.
-        path: PathBuf,
-        /// Runtime: wasi-http or wasi-cgi (detected from the code when absent).
-        #[arg(long)]
-        runtime: Option<String>,
-        /// Memory in MB.
-        #[arg(long)]
-        memory: Option<u32>,
-        /// Timeout in seconds.
-        #[arg(long)]
-        timeout: Option<u32>,
-        /// An environment variable, KEY=VALUE; repeat for more.
-        #[arg(long = "env", value_name = "KEY=VALUE")]
-        env: Vec<String>,
-        /// Free text.
-        #[arg(long)]
-        description: Option<String>,
-    },
+    Deploy(client::DeployArgs),
     /// Invoke a function and print its output.
     Invoke {
         /// NAME or NAME:VERSION.
@@ -68,6 +48,9 @@ enum Command {
         /// The event: inline JSON, or @FILE to read it from a file.
         #[arg(long, short)]
         data: Option<String>,
+        /// Print the end of the invocation's log to stderr.
+        #[arg(long)]
+        log: bool,
     },
     /// List functions.
     Ls,
@@ -108,6 +91,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The sandbox helper is this binary started again: it must take over before anything else
+    // (no threads, no async runtime), so it is checked before the arguments are parsed.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == lambent_control::HELPER_ARG)
+    {
+        lambent_control::helper_main();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Deserialize;
 
 /// The manifest's file name.
@@ -13,10 +13,19 @@ pub const MANIFEST: &str = "lambent.toml";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Runtime (wasi-http or wasi-cgi); detected from the code when absent.
+    /// Runtime (wasi-http, wasi-cgi, python3.12, nodejs20.x, provided.al2023...); detected from
+    /// .wasm code when absent.
     pub runtime: Option<String>,
-    /// The code file, relative to the manifest.
+    /// The code: a .wasm or .zip file, or a directory to zip, relative to the manifest (default:
+    /// the manifest's directory).
+    #[serde(default)]
     pub code: PathBuf,
+    /// Entry point of a Python or Node.js function (FILE.FUNCTION).
+    pub handler: Option<String>,
+    /// Size of /tmp in MB.
+    pub ephemeral_storage: Option<u32>,
+    /// Network egress.
+    pub egress: Option<bool>,
     /// Memory in MB.
     pub memory: Option<u32>,
     /// Timeout in seconds.
@@ -39,10 +48,11 @@ pub fn load(dir: &Path) -> anyhow::Result<Manifest> {
     })?;
     let mut manifest: Manifest =
         toml::from_str(&text).with_context(|| format!("invalid manifest {}", path.display()))?;
-    if manifest.code.as_os_str().is_empty() {
-        bail!("{}: 'code' must name the .wasm file", path.display());
-    }
-    manifest.code = dir.join(&manifest.code);
+    manifest.code = if manifest.code.as_os_str().is_empty() {
+        dir.to_owned()
+    } else {
+        dir.join(&manifest.code)
+    };
     Ok(manifest)
 }
 

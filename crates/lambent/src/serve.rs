@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use lambent_control::{DEFAULT_MAX_INSTANCES, Platform, PlatformConfig};
+use lambent_control::{
+    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_SANDBOXES, Platform, PlatformConfig,
+};
 use lambent_core::{FunctionCreate, FunctionName};
 
 /// Options of `lambent serve`.
@@ -26,6 +28,18 @@ pub struct ServeArgs {
     /// How many function instances may exist at once.
     #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
+    /// Seconds a warm sandbox (process runtimes) stays idle before it is stopped.
+    #[arg(long, default_value_t = DEFAULT_KEEP_ALIVE.as_secs_f64())]
+    keep_alive: f64,
+    /// How many process sandboxes may exist at once, busy or idle.
+    #[arg(long, default_value_t = DEFAULT_MAX_SANDBOXES)]
+    max_sandboxes: usize,
+    /// Region name in function ARNs and AWS_REGION.
+    #[arg(long, env = "LAMBENT_REGION", default_value = lambent_core::limits::DEFAULT_REGION)]
+    region: String,
+    /// Do not run process runtimes (Python, Node.js, provided), e.g. on a host without root.
+    #[arg(long)]
+    no_sandbox: bool,
 }
 
 /// A bundled example: name, code, environment, description.
@@ -138,6 +152,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Platform::open(&PlatformConfig {
             data_dir: data_dir.clone(),
             max_instances: args.max_instances,
+            sandbox_helper: if args.no_sandbox {
+                None
+            } else {
+                Some(std::env::current_exe().context("cannot find the lambent binary")?)
+            },
+            keep_alive: std::time::Duration::try_from_secs_f64(args.keep_alive)
+                .context("--keep-alive must be a non-negative number of seconds")?,
+            max_sandboxes: args.max_sandboxes,
+            region: args.region.clone(),
         })
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?,
     );

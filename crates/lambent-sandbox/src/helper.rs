@@ -1,0 +1,718 @@
+//! The sandbox helper: the privileged part, kept apart from the server like Firecracker's jailer.
+//!
+//! lambent starts its own binary with [`HELPER_ARG`] for every sandbox (a fresh, single-threaded
+//! process, so `fork` is sound and nothing of the server's state leaks in). Its stdin is a Unix
+//! socket to lambent, its stdout and stderr the sandbox's log pipe. It reads a [`SandboxPlan`],
+//! then:
+//!
+//! 1. unshares the mount, pid, ipc, uts (and, without egress, network) namespaces and joins the
+//!    sandbox's cgroup;
+//! 2. forks the sandbox's init (pid 1 of the new pid namespace), which builds the root file system
+//!    (a tmpfs with read-only binds of the system directories and the code, a fresh `/proc`, `/dev`
+//!    and `/tmp`), brings up loopback, opens the Runtime API's listening socket and passes it to
+//!    lambent, pivots into the new root and makes it read-only;
+//! 3. init forks the runtime, which sets rlimits, drops every capability, switches to the sandbox
+//!    user, sets `no_new_privs`, installs the seccomp filters and execs the runtime;
+//! 4. init reaps orphans and exits with the runtime's status; the helper waits for init and exits
+//!    the same way. When lambent closes the socket (or dies) the helper kills init, and the kernel
+//!    kills everything in the pid namespace with it.
+
+#![allow(
+    unsafe_code,
+    reason = "fork, pivot_root, ioctl and capset are raw system calls"
+)]
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::{IoSlice, Read};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, setgroups, setresgid, setresuid};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::plan::{HOSTNAME, Mount, ROOT_TMPFS_BYTES, Rlimit, SandboxPlan};
+
+/// The first argument that makes the `lambent` binary act as the sandbox helper.
+pub const HELPER_ARG: &str = "__lambent-sandbox-helper";
+/// Exit status of a helper or init that could not build the sandbox.
+pub const SETUP_FAILED: i32 = 111;
+/// Exit status when the runtime could not be executed.
+pub const EXEC_FAILED: i32 = 127;
+/// Largest plan the helper reads.
+const MAX_PLAN_BYTES: u32 = 1 << 20;
+
+/// Message tags on the control socket, helper to lambent.
+pub(crate) const TAG_READY: u8 = b'R';
+pub(crate) const TAG_ERROR: u8 = b'E';
+
+/// The helper's entry point: call it from `main` before anything else when the first argument is
+/// [`HELPER_ARG`]. It never returns.
+pub fn helper_main() -> ! {
+    // SAFETY: lambent starts the helper with its control socket as stdin; nothing else in this
+    // fresh process owns fd 0.
+    let control = unsafe { UnixStream::from_raw_fd(0) };
+    let code = match run_helper(&control) {
+        Ok(code) => code,
+        Err(message) => {
+            send_error(&control, &message);
+            SETUP_FAILED
+        }
+    };
+    std::process::exit(code)
+}
+
+fn send_error(control: &UnixStream, message: &str) {
+    let mut bytes = vec![TAG_ERROR];
+    bytes.extend_from_slice(message.as_bytes());
+    let _ = sendmsg::<()>(
+        control.as_raw_fd(),
+        &[IoSlice::new(&bytes)],
+        &[],
+        MsgFlags::empty(),
+        None,
+    );
+}
+
+fn read_plan(mut control: &UnixStream) -> Result<SandboxPlan, String> {
+    let mut len = [0u8; 4];
+    control
+        .read_exact(&mut len)
+        .map_err(|e| format!("cannot read the sandbox plan: {e}"))?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_PLAN_BYTES {
+        return Err(format!("sandbox plan of {len} bytes is too large"));
+    }
+    let mut buf = vec![0u8; len as usize];
+    control
+        .read_exact(&mut buf)
+        .map_err(|e| format!("cannot read the sandbox plan: {e}"))?;
+    serde_json::from_slice(&buf).map_err(|e| format!("sandbox plan is malformed: {e}"))
+}
+
+fn run_helper(control: &UnixStream) -> Result<i32, String> {
+    let plan = read_plan(control)?;
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if plan.own_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags)
+        .map_err(|e| format!("cannot create namespaces (lambent must run as root): {e}"))?;
+    for procs in &plan.cgroup_procs {
+        std::fs::write(procs, "0")
+            .map_err(|e| format!("cannot join cgroup {}: {e}", procs.display()))?;
+    }
+    // SAFETY: the helper is single-threaded (a fresh exec that started no threads), so the child
+    // may run arbitrary code after fork.
+    match unsafe { fork() }.map_err(|e| format!("cannot fork the sandbox init: {e}"))? {
+        ForkResult::Child => {
+            let code = match run_init(control, &plan) {
+                Ok(code) => code,
+                Err(message) => {
+                    send_error(control, &message);
+                    SETUP_FAILED
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => Ok(supervise(control, child)),
+    }
+}
+
+/// Waits for init to exit or for lambent to close the control socket, whichever comes first.
+fn supervise(control: &UnixStream, init: Pid) -> i32 {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, init.as_raw(), 0) };
+    if pidfd >= 0 {
+        // SAFETY: pidfd_open returned a fresh descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: control.as_raw_fd(),
+                    events: libc::POLLIN | libc::POLLRDHUP,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                    continue;
+                }
+                break;
+            }
+            if fds[1].revents != 0 {
+                break;
+            }
+            if fds[0].revents != 0 {
+                // lambent is gone or wants the sandbox gone.
+                let _ = kill(init, Signal::SIGKILL);
+                break;
+            }
+        }
+    }
+    wait_exit(init)
+}
+
+/// Waits for `pid` and turns its end into an exit status (128 + signal for a killed process).
+fn wait_exit(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+/// Init: builds the sandbox, hands the Runtime API socket to lambent, starts the runtime and reaps.
+fn run_init(control: &UnixStream, plan: &SandboxPlan) -> Result<i32, String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    build_root(plan)?;
+    if plan.own_network {
+        loopback_up()?;
+    }
+    let listener = std::net::TcpListener::bind(("127.0.0.1", plan.runtime_api_port))
+        .map_err(|e| format!("cannot open the Runtime API socket: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the Runtime API port: {e}"))?
+        .port();
+    nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("cannot set the hostname: {e}"))?;
+    enter_root(&plan.root_dir)?;
+    let filters = seccomp_filters()?;
+    let program = CString::new(plan.argv.first().cloned().unwrap_or_default())
+        .map_err(|_| "runtime path contains NUL".to_owned())?;
+    let argv = cstrings(plan.argv.iter().cloned())?;
+    let env = cstrings(
+        plan.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain([format!("AWS_LAMBDA_RUNTIME_API=127.0.0.1:{port}")]),
+    )?;
+    let cwd = CString::new(plan.cwd.display().to_string())
+        .map_err(|_| "working directory contains NUL".to_owned())?;
+
+    // Ready: hand the listening socket to lambent, then let go of it and of the control socket.
+    let fds = [listener.as_raw_fd()];
+    let message = [TAG_READY, (port >> 8) as u8, port as u8];
+    sendmsg::<()>(
+        control.as_raw_fd(),
+        &[IoSlice::new(&message)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("cannot pass the Runtime API socket to lambent: {e}"))?;
+    drop(listener);
+    let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    // SAFETY: fd 0 is the control socket, which init no longer needs; stdin becomes /dev/null.
+    // `devnull` stays open until the dup2 is done.
+    if unsafe { libc::dup2(devnull.as_raw_fd(), 0) } < 0 {
+        return Err("cannot point stdin at /dev/null".into());
+    }
+    drop(devnull);
+
+    // SAFETY: init is single-threaded (forked from the single-threaded helper), so the child may
+    // run arbitrary code after fork.
+    match unsafe { fork() }.map_err(|e| format!("cannot fork the runtime: {e}"))? {
+        ForkResult::Child => {
+            let err = exec_runtime(plan, &filters, &program, &argv, &env, &cwd);
+            eprintln!(
+                "lambent: cannot start the runtime {}: {err}",
+                plan.argv.first().map_or("", String::as_str)
+            );
+            std::process::exit(EXEC_FAILED)
+        }
+        ForkResult::Parent { child } => Ok(reap_until(child)),
+    }
+}
+
+fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, String> {
+    items
+        .map(|s| CString::new(s).map_err(|_| "argument or variable contains NUL".to_owned()))
+        .collect()
+}
+
+/// Reaps every child (orphans are reparented to init) until the runtime exits.
+fn reap_until(runtime: Pid) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => return code,
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => return 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+/// The host path of `inside` (a path inside the sandbox) under the new root.
+fn under(root: &Path, inside: &Path) -> PathBuf {
+    root.join(inside.strip_prefix("/").unwrap_or(inside))
+}
+
+fn build_root(plan: &SandboxPlan) -> Result<(), String> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| format!("cannot make mounts private: {e}"))?;
+    let root = &plan.root_dir;
+    mount(
+        Some("tmpfs"),
+        root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(format!("size={ROOT_TMPFS_BYTES},mode=0755").as_str()),
+    )
+    .map_err(|e| format!("cannot mount the root tmpfs on {}: {e}", root.display()))?;
+    let mkdirs = |p: &Path| {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+    };
+    for m in &plan.mounts {
+        match m {
+            Mount::Bind {
+                source,
+                target,
+                dir,
+                readonly,
+            } => {
+                let at = under(root, target);
+                if *dir {
+                    mkdirs(&at)?;
+                } else {
+                    if let Some(parent) = at.parent() {
+                        mkdirs(parent)?;
+                    }
+                    std::fs::File::create(&at)
+                        .map_err(|e| format!("cannot create {}: {e}", at.display()))?;
+                }
+                mount(
+                    Some(source.as_path()),
+                    &at,
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                )
+                .map_err(|e| {
+                    format!(
+                        "cannot bind {} at {}: {e}",
+                        source.display(),
+                        target.display()
+                    )
+                })?;
+                if *readonly {
+                    mount(
+                        none,
+                        &at,
+                        none,
+                        MsFlags::MS_BIND
+                            | MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_NOSUID
+                            | MsFlags::MS_NODEV,
+                        none,
+                    )
+                    .map_err(|e| format!("cannot make {} read-only: {e}", target.display()))?;
+                }
+            }
+            Mount::Tmpfs {
+                target,
+                size_bytes,
+                mode,
+            } => {
+                let at = under(root, target);
+                mkdirs(&at)?;
+                mount(
+                    Some("tmpfs"),
+                    &at,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID,
+                    Some(format!("size={size_bytes},mode={mode:o}").as_str()),
+                )
+                .map_err(|e| format!("cannot mount a tmpfs at {}: {e}", target.display()))?;
+            }
+        }
+    }
+    for (link, target) in &plan.symlinks {
+        let at = under(root, link);
+        if let Some(parent) = at.parent() {
+            mkdirs(parent)?;
+        }
+        std::os::unix::fs::symlink(target, &at)
+            .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+    }
+    for (path, contents) in &plan.files {
+        let at = under(root, path);
+        if let Some(parent) = at.parent() {
+            mkdirs(parent)?;
+        }
+        std::fs::write(&at, contents)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    mkdirs(&under(root, Path::new("/opt")))?;
+    let proc_dir = under(root, Path::new("/proc"));
+    mkdirs(&proc_dir)?;
+    mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        none,
+    )
+    .map_err(|e| format!("cannot mount /proc: {e}"))?;
+    Ok(())
+}
+
+/// Pivots into the new root, drops the old one and makes the root read-only.
+fn enter_root(root: &Path) -> Result<(), String> {
+    let none: Option<&str> = None;
+    nix::unistd::chdir(root).map_err(|e| format!("cannot enter {}: {e}", root.display()))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root failed: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("cannot detach the old root: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("cannot enter the new root: {e}"))?;
+    mount(
+        none,
+        "/",
+        none,
+        MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        none,
+    )
+    .map_err(|e| format!("cannot make the root read-only: {e}"))
+}
+
+/// Brings up `lo` in the sandbox's fresh network namespace.
+fn loopback_up() -> Result<(), String> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("cannot open a socket to configure loopback: {e}"))?;
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags of the interface named in `ifr` into `ifr`, which is a
+    // valid, exclusively borrowed ifreq for the duration of the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) } < 0 {
+        return Err(format!(
+            "cannot read loopback flags: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds the flags member.
+    unsafe {
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads `ifr`, a valid ifreq, for the duration of the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) } < 0 {
+        return Err(format!(
+            "cannot bring up loopback: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// In the runtime's process: limits, identity, filters, exec. Returns only on failure.
+fn exec_runtime(
+    plan: &SandboxPlan,
+    filters: &[BpfProgram],
+    program: &CString,
+    argv: &[CString],
+    env: &[CString],
+    cwd: &CString,
+) -> String {
+    if let Err(e) = nix::unistd::setsid() {
+        return format!("setsid: {e}");
+    }
+    for limit in &plan.rlimits {
+        let (resource, value) = match *limit {
+            Rlimit::NoFile(n) => (Resource::RLIMIT_NOFILE, n),
+            Rlimit::Core(n) => (Resource::RLIMIT_CORE, n),
+        };
+        if let Err(e) = setrlimit(resource, value, value) {
+            return format!("setrlimit {resource:?}: {e}");
+        }
+    }
+    // Empty the capability bounding set while still privileged; unknown numbers fail harmlessly.
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+    }
+    let gid = Gid::from_raw(plan.gid);
+    let uid = Uid::from_raw(plan.uid);
+    if let Err(e) = setgroups(&[gid]) {
+        return format!("setgroups: {e}");
+    }
+    if let Err(e) = setresgid(gid, gid, gid) {
+        return format!("setresgid: {e}");
+    }
+    // Leaving uid 0 clears the permitted and effective capability sets.
+    if let Err(e) = setresuid(uid, uid, uid) {
+        return format!("setresuid: {e}");
+    }
+    if let Err(e) = drop_remaining_capabilities() {
+        return e;
+    }
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        return format!("no_new_privs: {e}");
+    }
+    for filter in filters {
+        if let Err(e) = seccompiler::apply_filter(filter) {
+            return format!("seccomp: {e}");
+        }
+    }
+    if let Err(e) = nix::unistd::chdir(cwd.as_c_str()) {
+        return format!("chdir {}: {e}", plan.cwd.display());
+    }
+    match nix::unistd::execve(program, argv, env) {
+        Err(e) => format!("{e}"),
+        Ok(never) => match never {},
+    }
+}
+
+/// Clears the inheritable and ambient capability sets (the others went with uid 0).
+fn drop_remaining_capabilities() -> Result<(), String> {
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a header and two data structs laid out as the kernel's
+    // __user_cap_header_struct and __user_cap_data_struct (version 3), both valid for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc < 0 {
+        return Err(format!("capset: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// System calls a function never needs and that widen the attack surface: mounting, tracing,
+/// loading kernel code, namespaces, keyrings, clocks, rebooting. They fail with EPERM.
+#[cfg(target_arch = "x86_64")]
+const DENIED_SYSCALLS: &[i64] = &[
+    libc::SYS_iopl,
+    libc::SYS_ioperm,
+    libc::SYS_uselib,
+    libc::SYS_lookup_dcookie,
+    libc::SYS_vhangup,
+];
+#[cfg(not(target_arch = "x86_64"))]
+const DENIED_SYSCALLS: &[i64] = &[];
+
+const COMMON_DENIED: &[i64] = &[
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_kcmp,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_syslog,
+    libc::SYS_setns,
+    libc::SYS_unshare,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_fanotify_init,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+];
+
+/// `clone` flags that create namespaces; `clone` with any of them fails with EPERM.
+const NAMESPACE_FLAGS: &[u64] = &[
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+/// Builds the runtime's seccomp filters: one that makes `clone3` fail with ENOSYS (its flags live
+/// in memory a filter cannot read, and ENOSYS makes libc fall back to `clone`, whose flags it
+/// can), and one that denies [`DENIED_SYSCALLS`] and namespace-creating `clone`s with EPERM.
+pub fn seccomp_filters() -> Result<Vec<BpfProgram>, String> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|e| format!("seccomp does not support this architecture: {e:?}"))?;
+    let err = |e: seccompiler::BackendError| format!("cannot build the seccomp filter: {e}");
+    let clone3 = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, vec![])]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(err)?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED_SYSCALLS
+        .iter()
+        .chain(COMMON_DENIED)
+        .map(|&nr| (nr, vec![]))
+        .collect();
+    let clone_rules = NAMESPACE_FLAGS
+        .iter()
+        .map(|&flag| {
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )
+            .and_then(|c| SeccompRule::new(vec![c]))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    rules.insert(libc::SYS_clone, clone_rules);
+    let denied = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(err)?;
+    let compile = |f: SeccompFilter| -> Result<BpfProgram, String> {
+        f.try_into().map_err(|e: seccompiler::BackendError| {
+            format!("cannot compile the seccomp filter: {e}")
+        })
+    };
+    Ok(vec![compile(clone3)?, compile(denied)?])
+}
+
+/// Receives the helper's answer on the control socket: the Runtime API's listening socket and
+/// port, or the helper's error message.
+pub(crate) fn receive_ready(control: BorrowedFd<'_>) -> Result<(OwnedFd, u16), String> {
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        control.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("cannot hear from the sandbox helper: {e}"))?;
+    let mut fd = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                for raw in fds {
+                    // SAFETY: SCM_RIGHTS delivered a new descriptor that this process now owns.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+    }
+    let n = msg.bytes;
+    let data = &buf[..n.min(buf.len())];
+    match (data.first(), fd) {
+        (Some(&TAG_READY), Some(fd)) if data.len() >= 3 => {
+            Ok((fd, u16::from(data[1]) << 8 | u16::from(data[2])))
+        }
+        (Some(&TAG_ERROR), _) => Err(String::from_utf8_lossy(&data[1..]).into_owned()),
+        (None, _) => Err("the sandbox helper exited before the sandbox was ready".into()),
+        _ => Err("the sandbox helper sent an unexpected message".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_filters_compile() {
+        let filters = seccomp_filters().expect("filters build");
+        assert_eq!(filters.len(), 2);
+        assert!(filters.iter().all(|f| !f.is_empty()));
+    }
+
+    #[test]
+    fn paths_map_under_the_new_root() {
+        assert_eq!(
+            under(Path::new("/r"), Path::new("/var/task")),
+            PathBuf::from("/r/var/task")
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! One sandbox instance: the helper process, its cgroup, its Runtime API server and its log pipe.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lambent_core::limits::MAX_LOG_BYTES_PER_INVOCATION;
+use parking_lot::Mutex;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::cgroup::{CgroupDriver, CgroupLimits, SandboxCgroup};
+use crate::helper::{HELPER_ARG, SETUP_FAILED, receive_ready};
+use crate::os::Os;
+use crate::plan::{HostFs, PlanInput, SandboxPlan};
+use crate::runtime_api::{FunctionError, Invocation, Readiness, Reply, RuntimeApi};
+use crate::{FunctionSpec, InvokeInput};
+
+/// How long the helper may take to build a sandbox before it is given up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went wrong with an instance (rather than with the function's own code).
+#[derive(Debug)]
+pub(crate) enum InstanceError {
+    /// The sandbox could not be built.
+    Setup(String),
+    /// The runtime process exited; `oom` says whether the OOM killer did it.
+    Exited { status: i32, oom: bool },
+    /// Init or the invocation ran past its deadline.
+    Timeout,
+    /// The runtime reported an init error.
+    InitFailed(FunctionError),
+    /// The response was over the payload limit.
+    TooLarge,
+    /// The runtime moved on without answering.
+    Abandoned(String),
+}
+
+/// The function's stdout and stderr, read from one pipe as it arrives.
+pub(crate) struct LogCapture {
+    rx: pipe::Receiver,
+    buf: Mutex<LogBuffer>,
+}
+
+#[derive(Default)]
+struct LogBuffer {
+    data: Vec<u8>,
+    dropped: usize,
+}
+
+impl LogCapture {
+    /// Reads what is in the pipe now; true at end of file.
+    fn drain(&self) -> bool {
+        let mut buf = self.buf.lock();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.rx.try_read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    let room = MAX_LOG_BYTES_PER_INVOCATION.saturating_sub(buf.data.len());
+                    let keep = n.min(room);
+                    buf.data.extend_from_slice(&chunk[..keep]);
+                    buf.dropped += n - keep;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            if self.rx.readable().await.is_err() || self.drain() {
+                return;
+            }
+        }
+    }
+
+    /// Everything captured since the last call, with a marker if some was cut.
+    pub(crate) fn take(&self) -> String {
+        self.drain();
+        let mut buf = self.buf.lock();
+        let mut text = String::from_utf8_lossy(&buf.data).into_owned();
+        if buf.dropped > 0 {
+            text.push_str(&format!(
+                "\n[lambent: {} more bytes of output were dropped]\n",
+                buf.dropped
+            ));
+        }
+        *buf = LogBuffer::default();
+        text
+    }
+}
+
+/// A running sandbox.
+pub(crate) struct Instance {
+    pub(crate) id: String,
+    helper_pid: i32,
+    /// Closing it tells the helper to kill the sandbox.
+    control: Option<UnixStream>,
+    cgroup: SandboxCgroup,
+    os: Arc<dyn Os>,
+    queue: mpsc::Sender<Invocation>,
+    readiness: watch::Receiver<Readiness>,
+    exit: watch::Receiver<Option<i32>>,
+    pub(crate) logs: Arc<LogCapture>,
+    server: JoinHandle<()>,
+    log_reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id)
+            .field("helper_pid", &self.helper_pid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the executor passes to build an instance.
+pub(crate) struct Launch<'a> {
+    pub(crate) helper: &'a Path,
+    pub(crate) cgroups: &'a CgroupDriver,
+    pub(crate) os: Arc<dyn Os>,
+    pub(crate) runtime_dir: &'a Path,
+    pub(crate) root_dir: &'a Path,
+    pub(crate) python: &'a Path,
+    pub(crate) node: Option<&'a Path>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Instance {
+    /// Builds a sandbox for `spec` and waits until its runtime asks for the first event (or
+    /// fails). Returns the instance and how long init took.
+    pub(crate) async fn start(
+        launch: Launch<'_>,
+        spec: &FunctionSpec,
+    ) -> Result<(Instance, Duration), (InstanceError, String)> {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let cgroup = {
+            let os = launch.os.clone();
+            let driver = launch.cgroups.clone();
+            let name = format!("sb-{id}");
+            let limits = CgroupLimits::for_memory(spec.memory_mb);
+            tokio::task::spawn_blocking(move || driver.create(os.as_ref(), &name, &limits))
+                .await
+                .map_err(|e| (InstanceError::Setup(e.to_string()), String::new()))?
+                .map_err(|e| (InstanceError::Setup(e.to_string()), String::new()))?
+        };
+        let plan = SandboxPlan::build(
+            &PlanInput {
+                family: spec.family,
+                code_dir: &spec.code_dir,
+                runtime_dir: launch.runtime_dir,
+                root_dir: launch.root_dir,
+                ephemeral_storage_mb: spec.ephemeral_storage_mb,
+                egress: spec.egress,
+                cgroup_procs: cgroup.procs_files(),
+                env: spec.environment.clone(),
+                python: launch.python,
+                node: launch.node,
+            },
+            &HostFs,
+        );
+        let spawned = spawn_helper(launch.helper, &plan).await;
+        let (mut child, control, listener, log_rx) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                cgroup.remove(launch.os.as_ref());
+                return Err((InstanceError::Setup(e), String::new()));
+            }
+        };
+        let helper_pid = child.id().map_or(0, |p| p as i32);
+        let logs = Arc::new(LogCapture {
+            rx: log_rx,
+            buf: Mutex::new(LogBuffer::default()),
+        });
+        let (api, queue, readiness) = RuntimeApi::new();
+        let server = tokio::spawn(api.serve(listener));
+        let log_reader = tokio::spawn(logs.clone().run());
+        let (exit_tx, exit) = watch::channel(None);
+        {
+            let os = launch.os.clone();
+            let cgroup = cgroup.clone();
+            tokio::spawn(async move {
+                let status = match child.wait().await {
+                    Ok(s) => s.code().unwrap_or(128 + 9),
+                    Err(_) => SETUP_FAILED,
+                };
+                let _ = exit_tx.send(Some(status));
+                // Everything in the sandbox dies with init; the cgroup goes once it is empty.
+                let _ = tokio::task::spawn_blocking(move || {
+                    cgroup.kill_all(os.as_ref());
+                    cgroup.remove(os.as_ref());
+                })
+                .await;
+            });
+        }
+        let mut instance = Instance {
+            id,
+            helper_pid,
+            control: Some(control),
+            cgroup,
+            os: launch.os,
+            queue,
+            readiness,
+            exit,
+            logs,
+            server,
+            log_reader,
+        };
+        let init_deadline = tokio::time::Instant::now() + spec.init_timeout;
+        let outcome = instance.wait_ready(init_deadline).await;
+        let init = started.elapsed();
+        match outcome {
+            Ok(()) => Ok((instance, init)),
+            Err(e) => {
+                instance.kill();
+                // Give the log reader what the runtime printed before it failed.
+                let logs = instance.wait_logs().await;
+                Err((e, logs))
+            }
+        }
+    }
+
+    async fn wait_ready(&mut self, deadline: tokio::time::Instant) -> Result<(), InstanceError> {
+        loop {
+            if let Some(status) = *self.exit.borrow() {
+                return Err(self.exited(status));
+            }
+            match self.readiness.borrow().clone() {
+                Readiness::Ready => return Ok(()),
+                Readiness::InitFailed(e) => return Err(InstanceError::InitFailed(e)),
+                Readiness::Initializing => {}
+            }
+            tokio::select! {
+                _ = self.readiness.changed() => {}
+                _ = self.exit.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(InstanceError::Timeout),
+            }
+        }
+    }
+
+    fn exited(&self, status: i32) -> InstanceError {
+        // A failed setup or exec (SETUP_FAILED, EXEC_FAILED) left its message in the log.
+        let oom = self.cgroup.oom_kills(self.os.as_ref()) > 0;
+        InstanceError::Exited { status, oom }
+    }
+
+    /// Whether the runtime process has exited.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Runs one invocation to its end.
+    pub(crate) async fn invoke(
+        &mut self,
+        spec: &FunctionSpec,
+        input: &InvokeInput,
+    ) -> Result<Result<Bytes, FunctionError>, InstanceError> {
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let invocation = Invocation {
+            request_id: input.request_id.clone(),
+            payload: input.payload.clone(),
+            deadline_ms: now_ms() + spec.timeout.as_millis() as u64,
+            function_arn: spec.function_arn.clone(),
+            trace_id: input.trace_id.clone(),
+            client_context: input.client_context.clone(),
+            cognito_identity: input.cognito_identity.clone(),
+            reply: reply_tx,
+        };
+        if self.queue.send(invocation).await.is_err() {
+            return Err(InstanceError::Exited {
+                status: SETUP_FAILED,
+                oom: false,
+            });
+        }
+        tokio::select! {
+            reply = reply_rx => match reply {
+                Ok(Reply::Response(body)) => Ok(Ok(body)),
+                Ok(Reply::Error(e)) => Ok(Err(e)),
+                Ok(Reply::TooLarge) => Err(InstanceError::TooLarge),
+                Ok(Reply::Abandoned(why)) => Err(InstanceError::Abandoned(why)),
+                Err(_) => Err(InstanceError::Abandoned("the Runtime API dropped the invocation".into())),
+            },
+            status = wait_exit(self.exit.clone()) => Err(self.exited(status)),
+            _ = tokio::time::sleep_until(deadline) => Err(InstanceError::Timeout),
+        }
+    }
+
+    /// The most memory the sandbox has used, in MB (0 when the host cannot tell).
+    pub(crate) fn max_memory_used_mb(&self) -> u64 {
+        self.cgroup
+            .peak_memory(self.os.as_ref())
+            .map_or(0, |b| b.div_ceil(1024 * 1024))
+    }
+
+    /// Kills the sandbox: the helper kills init, and the kernel everything in its pid namespace.
+    pub(crate) fn kill(&mut self) {
+        self.control.take();
+        if self.helper_pid > 0 && !self.is_dead() {
+            self.os.kill(self.helper_pid);
+        }
+        self.server.abort();
+    }
+
+    /// Waits (briefly) for the log pipe to close after a kill, then returns what was captured.
+    async fn wait_logs(&mut self) -> String {
+        let _ = tokio::time::timeout(Duration::from_millis(500), &mut self.log_reader).await;
+        self.logs.take()
+    }
+}
+
+async fn wait_exit(mut exit: watch::Receiver<Option<i32>>) -> i32 {
+    loop {
+        if let Some(status) = *exit.borrow_and_update() {
+            return status;
+        }
+        if exit.changed().await.is_err() {
+            return SETUP_FAILED;
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+        self.log_reader.abort();
+    }
+}
+
+type Spawned = (
+    tokio::process::Child,
+    UnixStream,
+    tokio::net::TcpListener,
+    pipe::Receiver,
+);
+
+/// Starts the helper with `plan` and waits for the Runtime API socket.
+async fn spawn_helper(helper: &Path, plan: &SandboxPlan) -> Result<Spawned, String> {
+    let plan_json = serde_json::to_vec(plan).map_err(|e| format!("cannot encode the plan: {e}"))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| format!("cannot create the control socket: {e}"))?;
+    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot create the log pipe: {e}"))?;
+    let log_w2: OwnedFd = log_w
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate the log pipe: {e}"))?;
+    let mut command = tokio::process::Command::new(helper);
+    command
+        .arg(HELPER_ARG)
+        .env_clear()
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::from(log_w))
+        .stderr(Stdio::from(log_w2))
+        .kill_on_drop(false);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the sandbox helper {}: {e}", helper.display()))?;
+    // Whatever happens next, the command (and its copies of the pipe's write end) is gone.
+    drop(command);
+    let log_rx = pipe::Receiver::from_owned_fd(log_r)
+        .map_err(|e| format!("cannot watch the log pipe: {e}"))?;
+    let handshake = tokio::task::spawn_blocking(move || {
+        let mut ours = ours;
+        ours.set_read_timeout(Some(SETUP_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let len = u32::try_from(plan_json.len()).map_err(|e| e.to_string())?;
+        ours.write_all(&len.to_le_bytes())
+            .and_then(|()| ours.write_all(&plan_json))
+            .map_err(|e| format!("cannot send the plan to the sandbox helper: {e}"))?;
+        let (fd, port) = receive_ready(ours.as_fd())?;
+        Ok::<_, String>((ours, fd, port))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let (ours, listener, port) = match handshake {
+        Ok(h) => h,
+        Err(e) => {
+            // The helper reported an error and exits, or it hangs: make sure it is gone.
+            let _ = child.start_kill();
+            return Err(e);
+        }
+    };
+    let std_listener = std::net::TcpListener::from(listener);
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot use the Runtime API socket: {e}"))?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)
+        .map_err(|e| format!("cannot use the Runtime API socket: {e}"))?;
+    tracing::trace!(port, "sandbox ready for its runtime");
+    Ok((child, ours, listener, log_rx))
+}

@@ -1,0 +1,774 @@
+//! The process executor: functions that run as native processes in a Linux sandbox that lambent
+//! builds itself, talking to lambent over the AWS Lambda Runtime API.
+//!
+//! This is the only crate with `unsafe` code (in [`helper`], each block with a `SAFETY:` note).
+//! It knows nothing of storage or of lambent's HTTP API: the control plane hands it a
+//! [`FunctionSpec`] (what to run, with which limits) and an [`InvokeInput`] (the event), and gets
+//! the function's answer, its logs and its measurements back.
+//!
+//! - [`package`] checks and unpacks code zips.
+//! - [`plan`] decides what a sandbox looks like; [`helper`] builds it (namespaces, mounts,
+//!   pivot_root, rlimits, capabilities, uid, `no_new_privs`, seccomp) in a separate process.
+//! - [`cgroup`] applies memory, pids and CPU limits through cgroup v2 or v1, behind the [`os::Os`]
+//!   boundary so the logic is tested without root.
+//! - [`runtime_api`] serves the Runtime API inside each sandbox.
+//! - [`ProcessExecutor`] keeps warm instances per function version (one invocation at a time per
+//!   instance, as on Lambda), starts new ones when none is idle, and reaps idle ones after the
+//!   keep-alive.
+
+#![deny(unsafe_code)]
+
+pub mod cgroup;
+pub mod helper;
+mod instance;
+pub mod os;
+pub mod package;
+pub mod plan;
+pub mod runtime_api;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lambent_core::{InvokeError, RuntimeFamily};
+use parking_lot::Mutex;
+
+pub use cgroup::CgroupDriver;
+pub use helper::{HELPER_ARG, helper_main};
+pub use package::{PackageError, PackageSummary};
+pub use runtime_api::FunctionError;
+
+use instance::{Instance, InstanceError, Launch};
+use os::{HostOs, Os};
+
+/// Idle time after which a warm instance is stopped (AWS keeps instances about this long).
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
+/// Sandboxes that may exist at once on this node, busy or idle.
+pub const DEFAULT_MAX_SANDBOXES: usize = 256;
+/// Longest a runtime may take to initialise (import the handler) before its first event (Lambda's
+/// 10 s init limit).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtimes/python/bootstrap.py");
+const NODE_BOOTSTRAP: &str = include_str!("../../../runtimes/node/bootstrap.js");
+
+/// Why the process executor is not available on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// sandboxes need root for namespaces, mounts and cgroups
+    #[error(
+        "process runtimes need lambent to run as root (it builds namespaces, mounts and cgroups); this process runs as uid {0}"
+    )]
+    NotRoot(u32),
+    /// a directory could not be prepared
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// the path
+        path: PathBuf,
+        /// the error
+        source: std::io::Error,
+    },
+}
+
+/// Settings of the process executor.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// lambent's data directory; the executor uses `packages/`, `runtimes/` and `sandbox-root/`.
+    pub data_dir: PathBuf,
+    /// The `lambent` binary, started with [`HELPER_ARG`] to build each sandbox.
+    pub helper: PathBuf,
+    /// Idle time before a warm instance is stopped.
+    pub keep_alive: Duration,
+    /// Sandboxes that may exist at once.
+    pub max_sandboxes: usize,
+}
+
+/// What to run: one version of a function, as the executor needs it.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The function's name.
+    pub function: String,
+    /// `$LATEST` or the version number.
+    pub version: String,
+    /// Changes whenever the version's code or configuration changes; instances of another
+    /// revision are never reused.
+    pub revision: String,
+    /// Python, Node.js or provided.
+    pub family: RuntimeFamily,
+    /// Memory limit in MB.
+    pub memory_mb: u32,
+    /// Invocation timeout.
+    pub timeout: Duration,
+    /// Init timeout.
+    pub init_timeout: Duration,
+    /// Size of `/tmp` in MB.
+    pub ephemeral_storage_mb: u32,
+    /// Whether the sandbox shares the host's network.
+    pub egress: bool,
+    /// The complete environment of the runtime.
+    pub environment: Vec<(String, String)>,
+    /// The unpacked code on the host.
+    pub code_dir: PathBuf,
+    /// The ARN the function is invoked as.
+    pub function_arn: String,
+}
+
+/// One invocation's input.
+#[derive(Debug, Clone)]
+pub struct InvokeInput {
+    /// The request id (`Lambda-Runtime-Aws-Request-Id`).
+    pub request_id: String,
+    /// The event.
+    pub payload: Bytes,
+    /// The trace header value.
+    pub trace_id: String,
+    /// The caller's client context (base64 JSON), if any.
+    pub client_context: Option<String>,
+    /// The caller's Cognito identity (JSON), if any.
+    pub cognito_identity: Option<String>,
+}
+
+/// An invocation that ran: the function answered or raised an error.
+#[derive(Debug)]
+pub struct InvokeOutput {
+    /// The response, or the error document when `function_error` is set.
+    pub payload: Bytes,
+    /// The function's error, when it raised one.
+    pub function_error: Option<FunctionError>,
+    /// What the function printed, framed by Lambda's START, END and REPORT lines.
+    pub logs: String,
+    /// Whether a new sandbox was started for this call.
+    pub cold_start: bool,
+    /// Time to start the sandbox and initialise the runtime (zero when warm).
+    pub init: Duration,
+    /// Time from handing over the event to the answer.
+    pub duration: Duration,
+    /// Peak memory of the sandbox so far, in MB.
+    pub max_memory_used_mb: u64,
+}
+
+/// An invocation that did not produce an answer.
+#[derive(Debug)]
+pub struct InvokeFailure {
+    /// Why.
+    pub error: InvokeError,
+    /// What the function printed before.
+    pub logs: String,
+    /// Whether a new sandbox was started for this call.
+    pub cold_start: bool,
+    /// Time spent starting the sandbox.
+    pub init: Duration,
+    /// The function's error when init failed (`Runtime.ImportModuleError` and the like): the
+    /// caller answers it like a function error.
+    pub init_error: Option<FunctionError>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SandboxStats {
+    /// Sandboxes started.
+    pub started: u64,
+    /// Sandboxes stopped after their keep-alive.
+    pub reaped: u64,
+    /// Sandboxes alive now.
+    pub live: u64,
+    /// Of those, idle and warm.
+    pub idle: u64,
+}
+
+struct Pooled {
+    instance: Instance,
+    last_used: Instant,
+    _slot: Slot,
+}
+
+/// A place among the node's sandboxes, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type VersionKey = (String, String);
+
+#[derive(Default)]
+struct Pools {
+    /// Idle instances per function, per (version, revision); the newest is last.
+    idle: HashMap<String, HashMap<VersionKey, Vec<Pooled>>>,
+    /// Bumped when a function's instances are retired, so busy ones are not put back.
+    epochs: HashMap<String, u64>,
+}
+
+struct Inner {
+    config: SandboxConfig,
+    cgroups: CgroupDriver,
+    os: Arc<dyn Os>,
+    runtime_dir: PathBuf,
+    root_dir: PathBuf,
+    packages_dir: PathBuf,
+    python: PathBuf,
+    node: Option<PathBuf>,
+    pools: Mutex<Pools>,
+    live: Arc<AtomicUsize>,
+    started: AtomicU64,
+    reaped: AtomicU64,
+    reaper_running: AtomicBool,
+}
+
+/// Runs process-tier functions in sandboxes, keeping warm instances per version.
+#[derive(Clone)]
+pub struct ProcessExecutor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessExecutor")
+            .field("cgroups", &self.inner.cgroups)
+            .finish_non_exhaustive()
+    }
+}
+
+fn find_program(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+impl ProcessExecutor {
+    /// Checks the host, detects its cgroups and writes the runtime bootstraps.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let uid = nix::unistd::geteuid().as_raw();
+        if uid != 0 {
+            return Err(SandboxError::NotRoot(uid));
+        }
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SandboxError::Io { path, source }
+        };
+        let runtime_dir = config.data_dir.join("runtimes");
+        let root_dir = config.data_dir.join("sandbox-root");
+        let packages_dir = config.data_dir.join("packages");
+        for dir in [&runtime_dir, &root_dir, &packages_dir] {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        for (rel, contents) in [
+            ("python/bootstrap.py", PYTHON_BOOTSTRAP),
+            ("node/bootstrap.js", NODE_BOOTSTRAP),
+        ] {
+            let path = runtime_dir.join(rel);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(contents) {
+                std::fs::write(&path, contents).map_err(io(&path))?;
+            }
+        }
+        set_mode(&runtime_dir, 0o755);
+        set_mode(&runtime_dir.join("python"), 0o755);
+        set_mode(&runtime_dir.join("node"), 0o755);
+        let os: Arc<dyn Os> = Arc::new(HostOs);
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let cgroups = CgroupDriver::detect(os.as_ref(), &mountinfo, &self_cgroup);
+        if matches!(cgroups, CgroupDriver::Unavailable { .. }) {
+            tracing::warn!("sandboxes: {}", cgroups.describe());
+        } else {
+            tracing::info!("sandboxes: {}", cgroups.describe());
+        }
+        let python = find_program(&["/usr/bin/python3", "/usr/local/bin/python3"])
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
+        let node = find_program(&["/usr/bin/node", "/usr/local/bin/node"]);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                cgroups,
+                os,
+                runtime_dir,
+                root_dir,
+                packages_dir,
+                python,
+                node,
+                pools: Mutex::new(Pools::default()),
+                live: Arc::new(AtomicUsize::new(0)),
+                started: AtomicU64::new(0),
+                reaped: AtomicU64::new(0),
+                reaper_running: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// What cgroups sandboxes get on this host.
+    pub fn cgroups(&self) -> &CgroupDriver {
+        &self.inner.cgroups
+    }
+
+    /// Whether a runtime family can run on this host (Node.js must be installed).
+    pub fn supports(&self, family: RuntimeFamily) -> Result<(), String> {
+        match family {
+            RuntimeFamily::Python if !self.inner.python.is_file() => Err(format!(
+                "Python is not installed on this host ({} is missing)",
+                self.inner.python.display()
+            )),
+            RuntimeFamily::Node if self.inner.node.is_none() => {
+                Err("Node.js is not installed on this host (no /usr/bin/node)".into())
+            }
+            RuntimeFamily::Wasm => Err("WebAssembly runs in the wasm executor".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the package with this hash is unpacked.
+    pub fn package_dir(&self, sha256: &str) -> PathBuf {
+        self.inner.packages_dir.join(sha256)
+    }
+
+    /// Unpacks a checked package once per hash; returns its directory.
+    pub fn unpack(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, PackageError> {
+        let dir = self.package_dir(sha256);
+        if !dir.is_dir() {
+            package::unpack(bytes, &dir)?;
+        }
+        Ok(dir)
+    }
+
+    /// Removes an unpacked package no version uses any more.
+    pub fn remove_package(&self, sha256: &str) {
+        let dir = self.package_dir(sha256);
+        if dir.is_dir()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove unpacked code");
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SandboxStats {
+        let idle = self
+            .inner
+            .pools
+            .lock()
+            .idle
+            .values()
+            .flat_map(HashMap::values)
+            .map(Vec::len)
+            .sum::<usize>();
+        SandboxStats {
+            started: self.inner.started.load(Ordering::Relaxed),
+            reaped: self.inner.reaped.load(Ordering::Relaxed),
+            live: self.inner.live.load(Ordering::Relaxed) as u64,
+            idle: idle as u64,
+        }
+    }
+
+    /// Stops the idle instances of a function (of one version, or all), and makes busy ones stop
+    /// when they finish. Call it when a version's code or configuration changes or the function
+    /// is deleted.
+    pub fn retire(&self, function: &str, version: Option<&str>) {
+        let dropped = {
+            let mut pools = self.inner.pools.lock();
+            *pools.epochs.entry(function.to_owned()).or_default() += 1;
+            match (pools.idle.get_mut(function), version) {
+                (Some(versions), Some(v)) => {
+                    let keys: Vec<VersionKey> = versions
+                        .keys()
+                        .filter(|(ver, _)| ver == v)
+                        .cloned()
+                        .collect();
+                    keys.into_iter()
+                        .filter_map(|k| versions.remove(&k))
+                        .flatten()
+                        .collect::<Vec<_>>()
+                }
+                (Some(_), None) => pools
+                    .idle
+                    .remove(function)
+                    .into_iter()
+                    .flat_map(HashMap::into_values)
+                    .flatten()
+                    .collect(),
+                (None, _) => Vec::new(),
+            }
+        };
+        drop(dropped);
+    }
+
+    /// Stops every instance (at shutdown).
+    pub fn shutdown(&self) {
+        let all = std::mem::take(&mut self.inner.pools.lock().idle);
+        drop(all);
+    }
+
+    fn ensure_reaper(&self) {
+        if self.inner.reaper_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let keep_alive = self.inner.config.keep_alive;
+        let tick = (keep_alive / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                interval.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let now = Instant::now();
+                let expired: Vec<Pooled> = {
+                    let mut pools = inner.pools.lock();
+                    let mut out = Vec::new();
+                    for versions in pools.idle.values_mut() {
+                        for list in versions.values_mut() {
+                            let (old, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|p| {
+                                now.duration_since(p.last_used) >= keep_alive
+                                    || p.instance.is_dead()
+                            });
+                            *list = keep;
+                            out.extend(old);
+                        }
+                        versions.retain(|_, l| !l.is_empty());
+                    }
+                    pools.idle.retain(|_, v| !v.is_empty());
+                    out
+                };
+                if !expired.is_empty() {
+                    inner
+                        .reaped
+                        .fetch_add(expired.len() as u64, Ordering::Relaxed);
+                    tracing::debug!(count = expired.len(), "stopping idle sandboxes");
+                }
+                drop(expired);
+            }
+        });
+    }
+
+    /// Takes an idle instance of this version, if one is warm.
+    fn take_idle(&self, spec: &FunctionSpec) -> Option<Pooled> {
+        let mut pools = self.inner.pools.lock();
+        let list = pools
+            .idle
+            .get_mut(&spec.function)?
+            .get_mut(&(spec.version.clone(), spec.revision.clone()))?;
+        while let Some(p) = list.pop() {
+            if !p.instance.is_dead() {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Reserves a place for a new sandbox, stopping the least recently used idle instance of any
+    /// function if the node is full.
+    fn reserve(&self) -> Result<Slot, InvokeError> {
+        let max = self.inner.config.max_sandboxes;
+        loop {
+            let live = self.inner.live.load(Ordering::Acquire);
+            if live < max {
+                if self
+                    .inner
+                    .live
+                    .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Ok(Slot(self.inner.live.clone()));
+                }
+                continue;
+            }
+            let victim = {
+                let mut pools = self.inner.pools.lock();
+                let oldest = pools
+                    .idle
+                    .iter()
+                    .flat_map(|(f, versions)| {
+                        versions.iter().filter_map(move |(k, list)| {
+                            list.first().map(|p| (p.last_used, f.clone(), k.clone()))
+                        })
+                    })
+                    .min_by_key(|(t, _, _)| *t);
+                oldest.and_then(|(_, f, k)| {
+                    let list = pools.idle.get_mut(&f)?.get_mut(&k)?;
+                    (!list.is_empty()).then(|| list.remove(0))
+                })
+            };
+            match victim {
+                // Dropping it frees its slot; then try again.
+                Some(v) => drop(v),
+                None => {
+                    return Err(InvokeError::Capacity(format!(
+                        "all {max} sandboxes of this node are busy"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Runs one invocation: on a warm instance of this version if one is idle, else on a new one.
+    pub async fn invoke(
+        &self,
+        spec: &FunctionSpec,
+        input: InvokeInput,
+    ) -> Result<InvokeOutput, InvokeFailure> {
+        self.ensure_reaper();
+        let epoch = self
+            .inner
+            .pools
+            .lock()
+            .epochs
+            .get(&spec.function)
+            .copied()
+            .unwrap_or(0);
+        let (mut pooled, cold_start, init, mut log) = match self.take_idle(spec) {
+            Some(p) => (p, false, Duration::ZERO, String::new()),
+            None => {
+                let slot = self.reserve().map_err(|error| InvokeFailure {
+                    error,
+                    logs: String::new(),
+                    cold_start: true,
+                    init: Duration::ZERO,
+                    init_error: None,
+                })?;
+                let launch = Launch {
+                    helper: &self.inner.config.helper,
+                    cgroups: &self.inner.cgroups,
+                    os: self.inner.os.clone(),
+                    runtime_dir: &self.inner.runtime_dir,
+                    root_dir: &self.inner.root_dir,
+                    python: &self.inner.python,
+                    node: self.inner.node.as_deref(),
+                };
+                self.inner.started.fetch_add(1, Ordering::Relaxed);
+                match Instance::start(launch, spec).await {
+                    Ok((instance, init)) => {
+                        let init_output = instance.logs.take();
+                        (
+                            Pooled {
+                                instance,
+                                last_used: Instant::now(),
+                                _slot: slot,
+                            },
+                            true,
+                            init,
+                            init_output,
+                        )
+                    }
+                    Err((e, output)) => {
+                        return Err(init_failure(spec, &input.request_id, e, output));
+                    }
+                }
+            }
+        };
+        if !cold_start {
+            // Output written between invocations (a background thread) belongs to this one.
+            log.push_str(&pooled.instance.logs.take());
+        }
+        log.push_str(&format!(
+            "START RequestId: {} Version: {}\n",
+            input.request_id, spec.version
+        ));
+        let started = Instant::now();
+        let result = pooled.instance.invoke(spec, &input).await;
+        let duration = started.elapsed();
+        log.push_str(&pooled.instance.logs.take());
+        let max_memory_used_mb = pooled.instance.max_memory_used_mb();
+        let failure = match &result {
+            Err(e) => Some(describe_failure(spec, e)),
+            Ok(_) => None,
+        };
+        if let Some(line) = &failure {
+            log.push_str(&format!(
+                "{} {} {line}\n",
+                lambent_core_time(),
+                input.request_id
+            ));
+        }
+        log.push_str(&report(
+            &input.request_id,
+            duration,
+            spec.memory_mb,
+            max_memory_used_mb,
+            cold_start.then_some(init),
+        ));
+        match result {
+            Ok(answer) => {
+                pooled.last_used = Instant::now();
+                self.put_back(spec, epoch, pooled);
+                let (payload, function_error) = match answer {
+                    Ok(body) => (body, None),
+                    Err(e) => (e.payload.clone(), Some(e)),
+                };
+                Ok(InvokeOutput {
+                    payload,
+                    function_error,
+                    logs: log,
+                    cold_start,
+                    init,
+                    duration,
+                    max_memory_used_mb,
+                })
+            }
+            Err(e) => {
+                drop(pooled);
+                Err(InvokeFailure {
+                    error: instance_error(spec, e),
+                    logs: log,
+                    cold_start,
+                    init,
+                    init_error: None,
+                })
+            }
+        }
+    }
+
+    fn put_back(&self, spec: &FunctionSpec, epoch: u64, pooled: Pooled) {
+        let mut pools = self.inner.pools.lock();
+        let current = pools.epochs.get(&spec.function).copied().unwrap_or(0);
+        if current != epoch || pooled.instance.is_dead() {
+            drop(pools);
+            drop(pooled);
+            return;
+        }
+        pools
+            .idle
+            .entry(spec.function.clone())
+            .or_default()
+            .entry((spec.version.clone(), spec.revision.clone()))
+            .or_default()
+            .push(pooled);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+/// A timestamp for log lines lambent adds, like Lambda's.
+fn lambent_core_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", now.as_secs(), now.subsec_millis())
+}
+
+/// Lambda's REPORT line.
+fn report(
+    request_id: &str,
+    duration: Duration,
+    memory_mb: u32,
+    max_used_mb: u64,
+    init: Option<Duration>,
+) -> String {
+    let ms = duration.as_secs_f64() * 1e3;
+    let billed = (ms.ceil() as u64).max(1);
+    let mut line = format!(
+        "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_used_mb} MB"
+    );
+    if let Some(init) = init {
+        line.push_str(&format!(
+            "\tInit Duration: {:.2} ms",
+            init.as_secs_f64() * 1e3
+        ));
+    }
+    line.push('\n');
+    line
+}
+
+fn describe_failure(spec: &FunctionSpec, e: &InstanceError) -> String {
+    match e {
+        InstanceError::Timeout => format!(
+            "Task timed out after {:.2} seconds",
+            spec.timeout.as_secs_f64()
+        ),
+        InstanceError::Exited { oom: true, .. } => {
+            "Runtime exited: out of memory (killed by the kernel's OOM killer)".into()
+        }
+        InstanceError::Exited { status, .. } => format!("Runtime exited with status {status}"),
+        InstanceError::TooLarge => {
+            "Response payload size exceeded maximum allowed payload size".into()
+        }
+        InstanceError::Abandoned(why) => why.clone(),
+        InstanceError::Setup(why) => format!("Sandbox setup failed: {why}"),
+        InstanceError::InitFailed(e) => format!("Init failed: {}: {}", e.error_type, e.message),
+    }
+}
+
+fn instance_error(spec: &FunctionSpec, e: InstanceError) -> InvokeError {
+    match e {
+        InstanceError::Timeout => InvokeError::Timeout {
+            timeout: spec.timeout,
+        },
+        InstanceError::Exited { oom: true, .. } => InvokeError::OutOfMemory {
+            limit_mb: u64::from(spec.memory_mb),
+            wanted_mb: u64::from(spec.memory_mb) + 1,
+        },
+        InstanceError::Exited { status, .. } => InvokeError::RuntimeExited(match status {
+            s if s > 128 => format!("was killed by signal {}", s - 128),
+            helper::EXEC_FAILED => "could not be executed (see the log)".into(),
+            s => format!("exited with status {s}"),
+        }),
+        InstanceError::TooLarge => InvokeError::ResponseTooLarge {
+            limit: lambent_core::limits::MAX_SYNC_RESPONSE_BYTES,
+        },
+        InstanceError::Abandoned(why) => {
+            InvokeError::RuntimeExited(format!("broke the Runtime API protocol: {why}"))
+        }
+        InstanceError::Setup(why) => InvokeError::Sandbox(why),
+        InstanceError::InitFailed(e) => InvokeError::RuntimeExited(format!(
+            "failed to initialise: {}: {}",
+            e.error_type, e.message
+        )),
+    }
+}
+
+fn init_failure(
+    spec: &FunctionSpec,
+    request_id: &str,
+    e: InstanceError,
+    output: String,
+) -> InvokeFailure {
+    let mut logs = output;
+    logs.push_str(&format!(
+        "{} {request_id} {}\n",
+        lambent_core_time(),
+        describe_failure(spec, &e)
+    ));
+    let init_error = match &e {
+        InstanceError::InitFailed(fe) => Some(fe.clone()),
+        _ => None,
+    };
+    let error = match e {
+        // A runtime that dies or hangs during init is reported like Lambda does.
+        InstanceError::Timeout => InvokeError::Timeout {
+            timeout: spec.init_timeout,
+        },
+        other => instance_error(spec, other),
+    };
+    InvokeFailure {
+        error,
+        logs,
+        cold_start: true,
+        init: Duration::ZERO,
+        init_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_look_like_lambdas() {
+        let r = report(
+            "abc",
+            Duration::from_micros(2_346),
+            128,
+            41,
+            Some(Duration::from_millis(30)),
+        );
+        assert!(r.starts_with("END RequestId: abc\nREPORT RequestId: abc\tDuration: 2.35 ms\tBilled Duration: 3 ms\tMemory Size: 128 MB\tMax Memory Used: 41 MB\tInit Duration: 30.00 ms"), "{r}");
+        let warm = report("abc", Duration::from_micros(10), 256, 0, None);
+        assert!(warm.contains("Billed Duration: 1 ms"), "{warm}");
+        assert!(!warm.contains("Init Duration"));
+    }
+}

@@ -1,0 +1,419 @@
+//! The plan of one sandbox: everything the helper process needs to build it, computed by lambent
+//! as plain data. Keeping the decisions here (what is mounted where, which variables, which
+//! limits) makes them testable without root; [`crate::helper`] only carries them out.
+
+use std::path::{Path, PathBuf};
+
+use lambent_core::RuntimeFamily;
+use serde::{Deserialize, Serialize};
+
+/// The uid functions run as (Lambda's `sbx_user1051`).
+pub const SANDBOX_UID: u32 = 993;
+/// The gid functions run as.
+pub const SANDBOX_GID: u32 = 990;
+/// Port of the Runtime API inside a sandbox with its own network namespace (Lambda's).
+pub const RUNTIME_API_PORT: u16 = 9001;
+/// Open files per sandbox process (Lambda's 1024).
+pub const NOFILE_LIMIT: u64 = 1024;
+/// Hostname inside sandboxes.
+pub const HOSTNAME: &str = "lambent-sandbox";
+/// Size of the sandbox's root file system, which holds only mount points and a few small files.
+pub const ROOT_TMPFS_BYTES: u64 = 1024 * 1024;
+/// Size of `/dev`, which holds only device bind mounts.
+pub const DEV_TMPFS_BYTES: u64 = 64 * 1024;
+/// Where the function's code is, inside the sandbox.
+pub const TASK_ROOT: &str = "/var/task";
+/// Where lambent's runtime bootstraps are, inside the sandbox.
+pub const RUNTIME_DIR: &str = "/var/runtime";
+
+/// Host directories every sandbox sees read-only: the system's programs and libraries. On hosts
+/// where `/bin`, `/lib`... are links into `/usr`, the link is recreated instead.
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
+/// Entries of the host's `/etc` a program may need (dynamic linker, name resolution, TLS roots,
+/// time zones, Debian's alternatives and Python's site configuration). Nothing with secrets:
+/// `passwd` and `group` are written fresh, `shadow` is never there.
+const ETC_ENTRIES: &[&str] = &[
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "hosts",
+    "host.conf",
+    "nsswitch.conf",
+    "resolv.conf",
+    "gai.conf",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "mime.types",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+];
+/// Device nodes bound from the host into the sandbox's `/dev`.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// One mount, relative to the new root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// A bind mount of a host path.
+    Bind {
+        /// host path
+        source: PathBuf,
+        /// path inside the sandbox
+        target: PathBuf,
+        /// whether the source is a directory (else a file is made as the mount point)
+        dir: bool,
+        /// read-only, no setuid, no devices
+        readonly: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// path inside the sandbox
+        target: PathBuf,
+        /// size limit in bytes
+        size_bytes: u64,
+        /// mode of its root directory
+        mode: u32,
+    },
+}
+
+/// A resource limit, as `setrlimit` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rlimit {
+    /// open files
+    NoFile(u64),
+    /// core file size
+    Core(u64),
+}
+
+/// Everything the helper needs to build one sandbox and start its runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPlan {
+    /// An empty host directory the new root is mounted on (inside the private mount namespace, so
+    /// all sandboxes share it).
+    pub root_dir: PathBuf,
+    /// Mounts in order, after the root tmpfs.
+    pub mounts: Vec<Mount>,
+    /// Links to create: (link path inside the sandbox, target).
+    pub symlinks: Vec<(PathBuf, PathBuf)>,
+    /// Small files to write into the root: (path inside the sandbox, contents).
+    pub files: Vec<(PathBuf, String)>,
+    /// Whether the sandbox gets its own network namespace (loopback only).
+    pub own_network: bool,
+    /// Port the Runtime API listens on inside the sandbox (0: any free port).
+    pub runtime_api_port: u16,
+    /// `cgroup.procs` files the sandbox joins before anything runs.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The unprivileged user and group.
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+    /// Resource limits of the runtime process.
+    pub rlimits: Vec<Rlimit>,
+    /// The runtime's command line; `argv[0]` is the program.
+    pub argv: Vec<String>,
+    /// The runtime's environment, without `AWS_LAMBDA_RUNTIME_API` (set once the port is known).
+    pub env: Vec<(String, String)>,
+    /// The runtime's working directory.
+    pub cwd: PathBuf,
+}
+
+/// What the plan is built from.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// The runtime family.
+    pub family: RuntimeFamily,
+    /// The unpacked code.
+    pub code_dir: &'a Path,
+    /// lambent's runtime bootstraps on the host.
+    pub runtime_dir: &'a Path,
+    /// The empty directory the root is mounted on.
+    pub root_dir: &'a Path,
+    /// Size of `/tmp` in MB.
+    pub ephemeral_storage_mb: u32,
+    /// Network egress.
+    pub egress: bool,
+    /// The cgroup to join.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The environment (AWS's variables and the function's own).
+    pub env: Vec<(String, String)>,
+    /// The Python interpreter on the host.
+    pub python: &'a Path,
+    /// The Node.js binary on the host, if any.
+    pub node: Option<&'a Path>,
+}
+
+/// Whether a host path is a symbolic link, and where to.
+fn host_link(path: &Path) -> Option<PathBuf> {
+    std::fs::read_link(path).ok()
+}
+
+impl SandboxPlan {
+    /// The plan for one sandbox. `probe` answers what the host has (a test passes a fake).
+    pub fn build(input: &PlanInput<'_>, probe: &dyn HostProbe) -> SandboxPlan {
+        let mut mounts = Vec::new();
+        let mut symlinks = Vec::new();
+        let ro_dir = |source: &Path, target: &Path| Mount::Bind {
+            source: source.to_owned(),
+            target: target.to_owned(),
+            dir: true,
+            readonly: true,
+        };
+        for dir in SYSTEM_DIRS {
+            let path = Path::new(dir);
+            if let Some(target) = probe.link(path) {
+                symlinks.push((path.to_owned(), target));
+            } else if probe.is_dir(path) {
+                mounts.push(ro_dir(path, path));
+            }
+        }
+        for entry in ETC_ENTRIES {
+            let host = Path::new("/etc").join(entry);
+            if let Some(target) = probe.link(&host) {
+                // Links in /etc (alternatives, localtime) point into /usr or /etc, both present.
+                symlinks.push((host, target));
+            } else if probe.is_dir(&host) {
+                mounts.push(ro_dir(&host, &host));
+            } else if probe.is_file(&host) {
+                mounts.push(Mount::Bind {
+                    source: host.clone(),
+                    target: host,
+                    dir: false,
+                    readonly: true,
+                });
+            }
+        }
+        mounts.push(Mount::Tmpfs {
+            target: "/dev".into(),
+            size_bytes: DEV_TMPFS_BYTES,
+            mode: 0o755,
+        });
+        for dev in DEVICES {
+            let host = Path::new("/dev").join(dev);
+            if probe.exists(&host) {
+                mounts.push(Mount::Bind {
+                    source: host.clone(),
+                    target: host,
+                    dir: false,
+                    readonly: false,
+                });
+            }
+        }
+        for (link, target) in [
+            ("/dev/fd", "/proc/self/fd"),
+            ("/dev/stdin", "/proc/self/fd/0"),
+            ("/dev/stdout", "/proc/self/fd/1"),
+            ("/dev/stderr", "/proc/self/fd/2"),
+        ] {
+            symlinks.push((link.into(), target.into()));
+        }
+        mounts.push(ro_dir(input.code_dir, Path::new(TASK_ROOT)));
+        mounts.push(ro_dir(input.runtime_dir, Path::new(RUNTIME_DIR)));
+        mounts.push(Mount::Tmpfs {
+            target: "/tmp".into(),
+            size_bytes: u64::from(input.ephemeral_storage_mb) * 1024 * 1024,
+            mode: 0o1777,
+        });
+        let files = vec![
+            (
+                PathBuf::from("/etc/passwd"),
+                format!(
+                    "root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                ),
+            ),
+            (
+                PathBuf::from("/etc/group"),
+                format!("root:x:0:\nsbx_user1051:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"),
+            ),
+            (PathBuf::from("/etc/hostname"), format!("{HOSTNAME}\n")),
+        ];
+        let argv = match input.family {
+            RuntimeFamily::Python => vec![
+                input.python.display().to_string(),
+                format!("{RUNTIME_DIR}/python/bootstrap.py"),
+            ],
+            RuntimeFamily::Node => vec![
+                input
+                    .node
+                    .map_or_else(|| "/usr/bin/node".into(), |n| n.display().to_string()),
+                format!("{RUNTIME_DIR}/node/bootstrap.js"),
+            ],
+            RuntimeFamily::Provided | RuntimeFamily::Wasm => vec![format!("{TASK_ROOT}/bootstrap")],
+        };
+        SandboxPlan {
+            root_dir: input.root_dir.to_owned(),
+            mounts,
+            symlinks,
+            files,
+            own_network: !input.egress,
+            runtime_api_port: if input.egress { 0 } else { RUNTIME_API_PORT },
+            cgroup_procs: input.cgroup_procs.clone(),
+            uid: SANDBOX_UID,
+            gid: SANDBOX_GID,
+            rlimits: vec![Rlimit::NoFile(NOFILE_LIMIT), Rlimit::Core(0)],
+            argv,
+            env: input.env.clone(),
+            cwd: TASK_ROOT.into(),
+        }
+    }
+}
+
+/// What the plan asks of the host file system.
+pub trait HostProbe {
+    /// The target if `path` is a symbolic link.
+    fn link(&self, path: &Path) -> Option<PathBuf>;
+    /// Whether `path` is a directory (following links).
+    fn is_dir(&self, path: &Path) -> bool;
+    /// Whether `path` is a regular file.
+    fn is_file(&self, path: &Path) -> bool;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostFs;
+
+impl HostProbe for HostFs {
+    fn link(&self, path: &Path) -> Option<PathBuf> {
+        host_link(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    struct FakeProbe {
+        links: BTreeMap<PathBuf, PathBuf>,
+        dirs: BTreeSet<PathBuf>,
+        files: BTreeSet<PathBuf>,
+    }
+
+    impl HostProbe for FakeProbe {
+        fn link(&self, p: &Path) -> Option<PathBuf> {
+            self.links.get(p).cloned()
+        }
+        fn is_dir(&self, p: &Path) -> bool {
+            self.dirs.contains(p)
+        }
+        fn is_file(&self, p: &Path) -> bool {
+            self.files.contains(p)
+        }
+        fn exists(&self, p: &Path) -> bool {
+            self.dirs.contains(p) || self.files.contains(p)
+        }
+    }
+
+    fn debian_like() -> FakeProbe {
+        FakeProbe {
+            links: BTreeMap::from([
+                ("/bin".into(), "usr/bin".into()),
+                ("/lib".into(), "usr/lib".into()),
+                ("/lib64".into(), "usr/lib64".into()),
+            ]),
+            dirs: BTreeSet::from(["/usr".into(), "/etc/ssl".into(), "/root".into()]),
+            files: BTreeSet::from([
+                "/etc/ld.so.cache".into(),
+                "/etc/shadow".into(),
+                "/dev/null".into(),
+                "/dev/urandom".into(),
+            ]),
+        }
+    }
+
+    fn input<'a>(family: RuntimeFamily, egress: bool) -> PlanInput<'a> {
+        PlanInput {
+            family,
+            code_dir: Path::new("/data/packages/abc"),
+            runtime_dir: Path::new("/data/runtimes"),
+            root_dir: Path::new("/data/sandbox-root"),
+            ephemeral_storage_mb: 1024,
+            egress,
+            cgroup_procs: vec!["/sys/fs/cgroup/memory/x/cgroup.procs".into()],
+            env: vec![("_HANDLER".into(), "app.handler".into())],
+            python: Path::new("/usr/bin/python3"),
+            node: None,
+        }
+    }
+
+    fn targets(plan: &SandboxPlan) -> Vec<String> {
+        plan.mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => {
+                    target.display().to_string()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sandbox_sees_system_dirs_code_and_tmp_only() {
+        let plan = SandboxPlan::build(&input(RuntimeFamily::Python, false), &debian_like());
+        let t = targets(&plan);
+        assert_eq!(
+            t,
+            [
+                "/usr",
+                "/etc/ld.so.cache",
+                "/etc/ssl",
+                "/dev",
+                "/dev/null",
+                "/dev/urandom",
+                "/var/task",
+                "/var/runtime",
+                "/tmp"
+            ]
+        );
+        assert!(
+            !t.iter()
+                .any(|p| p.starts_with("/root") || p == "/etc/shadow")
+        );
+        assert!(plan.symlinks.contains(&("/bin".into(), "usr/bin".into())));
+        let code = plan
+            .mounts
+            .iter()
+            .find(|m| matches!(m, Mount::Bind { target, .. } if target == Path::new("/var/task")))
+            .expect("code mount");
+        assert!(
+            matches!(code, Mount::Bind { readonly: true, source, .. } if source == Path::new("/data/packages/abc"))
+        );
+        assert!(plan.mounts.contains(&Mount::Tmpfs {
+            target: "/tmp".into(),
+            size_bytes: 1024 * 1024 * 1024,
+            mode: 0o1777
+        }));
+        assert!(plan.own_network);
+        assert_eq!(plan.runtime_api_port, RUNTIME_API_PORT);
+        assert_eq!(
+            plan.argv,
+            ["/usr/bin/python3", "/var/runtime/python/bootstrap.py"]
+        );
+        assert_eq!((plan.uid, plan.gid), (SANDBOX_UID, SANDBOX_GID));
+    }
+
+    #[test]
+    fn egress_shares_the_host_network_with_a_free_port() {
+        let plan = SandboxPlan::build(&input(RuntimeFamily::Provided, true), &debian_like());
+        assert!(!plan.own_network);
+        assert_eq!(plan.runtime_api_port, 0);
+        assert_eq!(plan.argv, ["/var/task/bootstrap"]);
+        let json = serde_json::to_string(&plan).expect("serialises");
+        let back: SandboxPlan = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, plan);
+    }
+}
