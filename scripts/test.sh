@@ -21,10 +21,27 @@ if [[ ! -f examples/hello-python/hello.wasm ]]; then
     examples/build.sh --python-only
 fi
 
+# The process-tier tests run real Node.js functions and a Python function carrying AWS's own
+# runtime client (awslambdaric, from PyPI) for the host's Python.
+if ! command -v node >/dev/null 2>&1 || [[ ! -x /usr/bin/node ]]; then
+    log "installing Node.js (Debian)"
+    apt-get update -qq && apt-get install -y -qq nodejs >/dev/null
+fi
+ric=target/fixtures/awslambdaric
+if [[ ! -d $ric/awslambdaric ]]; then
+    host_py=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    log "fetching awslambdaric for Python $host_py (PyPI)"
+    python3 -m pip install --quiet --target "$ric" --only-binary=:all: \
+        --python-version "$host_py" --implementation cp \
+        --platform "manylinux2014_$(uname -m)" awslambdaric==4.2.2
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "building the Rust lambda_runtime example (examples/rust-hello)"
+cargo build -p hello-lambda-rust --locked
 log "cargo test"
 cargo test --workspace --locked

@@ -71,7 +71,9 @@ impl IntoResponse for ApiError {
 fn invoke_status(e: &InvokeError) -> (StatusCode, &'static str) {
     match e {
         InvokeError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "FunctionTimeout"),
-        InvokeError::OutOfMemory { .. } => (StatusCode::BAD_GATEWAY, "FunctionOutOfMemory"),
+        InvokeError::OutOfMemory { .. } | InvokeError::OutOfMemoryKilled { .. } => {
+            (StatusCode::BAD_GATEWAY, "FunctionOutOfMemory")
+        }
         InvokeError::Trap(_) => (StatusCode::BAD_GATEWAY, "FunctionTrap"),
         InvokeError::Exited(_) => (StatusCode::BAD_GATEWAY, "FunctionExited"),
         InvokeError::NoResponse => (StatusCode::BAD_GATEWAY, "FunctionNoResponse"),

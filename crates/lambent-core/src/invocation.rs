@@ -101,6 +101,12 @@ pub enum InvokeError {
         /// what it asked for in MB
         wanted_mb: u64,
     },
+    /// a process-tier function was killed by the kernel at its memory limit
+    #[error("function ran out of memory: the kernel stopped it at its {limit_mb} MB limit")]
+    OutOfMemoryKilled {
+        /// the limit in MB
+        limit_mb: u64,
+    },
     /// the guest trapped
     #[error("function trapped: {0}")]
     Trap(String),
@@ -150,7 +156,9 @@ impl InvokeError {
     pub fn outcome(&self) -> InvocationOutcome {
         match self {
             InvokeError::Timeout { .. } => InvocationOutcome::Timeout,
-            InvokeError::OutOfMemory { .. } => InvocationOutcome::OutOfMemory,
+            InvokeError::OutOfMemory { .. } | InvokeError::OutOfMemoryKilled { .. } => {
+                InvocationOutcome::OutOfMemory
+            }
             InvokeError::Trap(_) => InvocationOutcome::Trap,
             InvokeError::Exited(_)
             | InvokeError::NoResponse

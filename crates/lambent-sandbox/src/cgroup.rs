@@ -207,23 +207,23 @@ impl CgroupDriver {
             .join(" ");
         let control = own.join("cgroup.subtree_control");
         let enabled = os.read(&control).unwrap_or_default();
-        if !has_words(&enabled, &wanted) {
-            if let Err(first) = os.write(&control, &enable) {
-                // EBUSY: processes live in our cgroup. Move them to a leaf and try again.
-                if first.raw_os_error() != Some(libc::EBUSY) {
-                    return Err(io_err(&control)(first));
-                }
-                let leaf = own.join(SUPERVISOR_GROUP);
-                os.mkdir(&leaf).map_err(io_err(&leaf))?;
-                let procs = own.join("cgroup.procs");
-                let pids = os.read(&procs).map_err(io_err(&procs))?;
-                let leaf_procs = leaf.join("cgroup.procs");
-                for pid in pids.split_whitespace() {
-                    // A process may exit meanwhile; only our own move must succeed.
-                    let _ = os.write(&leaf_procs, pid);
-                }
-                os.write(&control, &enable).map_err(io_err(&control))?;
+        if !has_words(&enabled, &wanted)
+            && let Err(first) = os.write(&control, &enable)
+        {
+            // EBUSY: processes live in our cgroup. Move them to a leaf and try again.
+            if first.raw_os_error() != Some(libc::EBUSY) {
+                return Err(io_err(&control)(first));
             }
+            let leaf = own.join(SUPERVISOR_GROUP);
+            os.mkdir(&leaf).map_err(io_err(&leaf))?;
+            let procs = own.join("cgroup.procs");
+            let pids = os.read(&procs).map_err(io_err(&procs))?;
+            let leaf_procs = leaf.join("cgroup.procs");
+            for pid in pids.split_whitespace() {
+                // A process may exit meanwhile; only our own move must succeed.
+                let _ = os.write(&leaf_procs, pid);
+            }
+            os.write(&control, &enable).map_err(io_err(&control))?;
         }
         let parent = own.join(LAMBENT_GROUP);
         os.mkdir(&parent).map_err(io_err(&parent))?;
@@ -328,6 +328,48 @@ impl CgroupDriver {
             CgroupDriver::Unavailable { .. } => {}
         }
         Ok(())
+    }
+}
+
+/// The prefix of the cgroup names of sandboxes made by the lambent process `pid`.
+pub fn instance_prefix(pid: u32) -> String {
+    format!("sb-{pid}-")
+}
+
+impl CgroupDriver {
+    /// The directories sandbox cgroups are made in (one per hierarchy).
+    fn parents(&self) -> Vec<PathBuf> {
+        match self {
+            CgroupDriver::V2 { parent } => vec![parent.clone()],
+            CgroupDriver::V1 { memory, pids, cpu } => std::iter::once(memory.clone())
+                .chain(pids.clone())
+                .chain(cpu.clone())
+                .collect(),
+            CgroupDriver::Unavailable { .. } => Vec::new(),
+        }
+    }
+
+    /// Removes the cgroups left by lambent processes that died without cleaning up (their
+    /// sandboxes died with them). Cgroups of live lambent processes are left alone.
+    pub fn remove_stale(&self, alive: impl Fn(u32) -> bool) {
+        for parent in self.parents() {
+            let Ok(entries) = std::fs::read_dir(&parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let owner = name
+                    .strip_prefix("sb-")
+                    .and_then(|rest| rest.split('-').next())
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                if let Some(pid) = owner
+                    && !alive(pid)
+                {
+                    // Fails harmlessly if processes remain.
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
     }
 }
 

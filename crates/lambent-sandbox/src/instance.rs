@@ -42,6 +42,13 @@ pub(crate) enum InstanceError {
     Abandoned(String),
 }
 
+/// How a sandbox ended: the helper's exit status and whether the OOM killer struck.
+#[derive(Debug, Clone, Copy)]
+struct Exit {
+    status: i32,
+    oom: bool,
+}
+
 /// The function's stdout and stderr, read from one pipe as it arrives.
 pub(crate) struct LogCapture {
     rx: pipe::Receiver,
@@ -108,7 +115,7 @@ pub(crate) struct Instance {
     os: Arc<dyn Os>,
     queue: mpsc::Sender<Invocation>,
     readiness: watch::Receiver<Readiness>,
-    exit: watch::Receiver<Option<i32>>,
+    exit: watch::Receiver<Option<Exit>>,
     pub(crate) logs: Arc<LogCapture>,
     server: JoinHandle<()>,
     log_reader: JoinHandle<()>,
@@ -152,7 +159,7 @@ impl Instance {
         let cgroup = {
             let os = launch.os.clone();
             let driver = launch.cgroups.clone();
-            let name = format!("sb-{id}");
+            let name = format!("{}{id}", crate::cgroup::instance_prefix(std::process::id()));
             let limits = CgroupLimits::for_memory(spec.memory_mb);
             tokio::task::spawn_blocking(move || driver.create(os.as_ref(), &name, &limits))
                 .await
@@ -199,7 +206,9 @@ impl Instance {
                     Ok(s) => s.code().unwrap_or(128 + 9),
                     Err(_) => SETUP_FAILED,
                 };
-                let _ = exit_tx.send(Some(status));
+                // Read the OOM counter before the cgroup goes.
+                let oom = cgroup.oom_kills(os.as_ref()) > 0;
+                let _ = exit_tx.send(Some(Exit { status, oom }));
                 // Everything in the sandbox dies with init; the cgroup goes once it is empty.
                 let _ = tokio::task::spawn_blocking(move || {
                     cgroup.kill_all(os.as_ref());
@@ -237,8 +246,8 @@ impl Instance {
 
     async fn wait_ready(&mut self, deadline: tokio::time::Instant) -> Result<(), InstanceError> {
         loop {
-            if let Some(status) = *self.exit.borrow() {
-                return Err(self.exited(status));
+            if let Some(exit) = *self.exit.borrow() {
+                return Err(exited(exit));
             }
             match self.readiness.borrow().clone() {
                 Readiness::Ready => return Ok(()),
@@ -251,12 +260,6 @@ impl Instance {
                 _ = tokio::time::sleep_until(deadline) => return Err(InstanceError::Timeout),
             }
         }
-    }
-
-    fn exited(&self, status: i32) -> InstanceError {
-        // A failed setup or exec (SETUP_FAILED, EXEC_FAILED) left its message in the log.
-        let oom = self.cgroup.oom_kills(self.os.as_ref()) > 0;
-        InstanceError::Exited { status, oom }
     }
 
     /// Whether the runtime process has exited.
@@ -296,7 +299,7 @@ impl Instance {
                 Ok(Reply::Abandoned(why)) => Err(InstanceError::Abandoned(why)),
                 Err(_) => Err(InstanceError::Abandoned("the Runtime API dropped the invocation".into())),
             },
-            status = wait_exit(self.exit.clone()) => Err(self.exited(status)),
+            exit = wait_exit(self.exit.clone()) => Err(exited(exit)),
             _ = tokio::time::sleep_until(deadline) => Err(InstanceError::Timeout),
         }
     }
@@ -324,13 +327,24 @@ impl Instance {
     }
 }
 
-async fn wait_exit(mut exit: watch::Receiver<Option<i32>>) -> i32 {
+/// A failed setup or exec (SETUP_FAILED, EXEC_FAILED) left its message in the log.
+fn exited(exit: Exit) -> InstanceError {
+    InstanceError::Exited {
+        status: exit.status,
+        oom: exit.oom,
+    }
+}
+
+async fn wait_exit(mut exit: watch::Receiver<Option<Exit>>) -> Exit {
     loop {
-        if let Some(status) = *exit.borrow_and_update() {
-            return status;
+        if let Some(e) = *exit.borrow_and_update() {
+            return e;
         }
         if exit.changed().await.is_err() {
-            return SETUP_FAILED;
+            return Exit {
+                status: SETUP_FAILED,
+                oom: false,
+            };
         }
     }
 }

@@ -274,6 +274,8 @@ impl ProcessExecutor {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let cgroups = CgroupDriver::detect(os.as_ref(), &mountinfo, &self_cgroup);
+        let me = std::process::id();
+        cgroups.remove_stale(|pid| pid == me || Path::new(&format!("/proc/{pid}")).exists());
         if matches!(cgroups, CgroupDriver::Unavailable { .. }) {
             tracing::warn!("sandboxes: {}", cgroups.describe());
         } else {
@@ -698,9 +700,8 @@ fn instance_error(spec: &FunctionSpec, e: InstanceError) -> InvokeError {
         InstanceError::Timeout => InvokeError::Timeout {
             timeout: spec.timeout,
         },
-        InstanceError::Exited { oom: true, .. } => InvokeError::OutOfMemory {
+        InstanceError::Exited { oom: true, .. } => InvokeError::OutOfMemoryKilled {
             limit_mb: u64::from(spec.memory_mb),
-            wanted_mb: u64::from(spec.memory_mb) + 1,
         },
         InstanceError::Exited { status, .. } => InvokeError::RuntimeExited(match status {
             s if s > 128 => format!("was killed by signal {}", s - 128),
