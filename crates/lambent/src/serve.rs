@@ -88,7 +88,42 @@ fn examples() -> Vec<Example> {
     list
 }
 
+/// Bundled process-tier examples: name, directory under examples/, runtime, handler.
+const PROCESS_EXAMPLES: &[(&str, &str, &str, &str)] = &[
+    ("hello-lambda", "lambda-python", "python3.12", "app.handler"),
+    ("hello-node", "lambda-node", "nodejs20.x", "index.handler"),
+];
+
+/// Deploys the Lambda-style examples, zipped from their directories; skipped with a note where the
+/// host cannot run process runtimes.
+async fn deploy_process_examples(platform: &Platform) -> anyhow::Result<()> {
+    for (name, dir, runtime, handler) in PROCESS_EXAMPLES {
+        let path = PathBuf::from(EXAMPLES_DIR).join(dir);
+        let zipped = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::zipdir::zip_directory(&path)).await??
+        };
+        let create = FunctionCreate {
+            runtime: Some((*runtime).to_owned()),
+            handler: Some((*handler).to_owned()),
+            description: Some(format!("Lambda-style {runtime} handler (examples/{dir})")),
+            ..FunctionCreate::default()
+        };
+        match platform
+            .deploy(FunctionName::new(name)?, create, Bytes::from(zipped))
+            .await
+        {
+            Ok(_) => println!(
+                "  {name:<13} lambent invoke {name} --data '{{\"hi\":1}}'   ({runtime}, examples/{dir})"
+            ),
+            Err(e) => println!("  {name:<13} not deployed: {e}"),
+        }
+    }
+    Ok(())
+}
+
 async fn deploy_examples(platform: &Platform, base: &str) -> anyhow::Result<()> {
+    deploy_process_examples(platform).await?;
     for ex in examples() {
         let name = FunctionName::new(ex.name)?;
         let create = FunctionCreate {
