@@ -28,6 +28,12 @@ WARM_SECONDS = os.environ.get("WARM_SECONDS", "8")
 
 ECHO = "def handler(event, context):\n    return event\n"
 
+# The benchmark's admin key: lambent needs one on every call but /healthz.
+KEY_ID = "LKBENCHADMIN00000001"
+SECRET = "bench-secret-0123456789abcdefghijklmnopq"
+KEY_ENV = {"LAMBENT_ACCESS_KEY_ID": KEY_ID, "LAMBENT_SECRET_ACCESS_KEY": SECRET}
+BEARER = "Bearer %s:%s" % (KEY_ID, SECRET)
+
 
 def pct(values, p):
     values = sorted(values)
@@ -38,7 +44,7 @@ def start_server(data_dir, extra=()):
     proc = subprocess.Popen(
         [LAMBENT, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=dict(os.environ, RUST_LOG="warn"))
+        env=dict(os.environ, RUST_LOG="warn", **KEY_ENV))
     line = proc.stdout.readline()
     base = re.search(r"(http://\S+)", line).group(1)
     return proc, base
@@ -46,11 +52,12 @@ def start_server(data_dir, extra=()):
 
 def cli(base, *args):
     subprocess.run([LAMBENT, *args], check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, LAMBENT_ENDPOINT=base))
+                   env=dict(os.environ, LAMBENT_ENDPOINT=base, **KEY_ENV))
 
 
 def invoke(base, name, body=b"{}"):
-    req = urllib.request.Request(base + "/v1/functions/%s/invoke" % name, data=body, method="POST")
+    req = urllib.request.Request(base + "/v1/functions/%s/invoke" % name, data=body, method="POST",
+                                 headers={"Authorization": BEARER})
     t0 = time.perf_counter()
     with urllib.request.urlopen(req) as resp:
         resp.read()
@@ -59,9 +66,11 @@ def invoke(base, name, body=b"{}"):
             "x-lambent-cold-start")
 
 
-def oha(url, concurrency, body=None):
+def oha(url, concurrency, body=None, headers=()):
     cmd = ["oha", "--no-tui", "--output-format", "json", "-z", WARM_SECONDS + "s",
            "-c", str(concurrency), url]
+    for h in headers:
+        cmd[1:1] = ["-H", h]
     if body is not None:
         cmd[1:1] = ["-m", "POST", "-d", body]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -136,7 +145,8 @@ def main():
         invoke(base, "echo")
         rows = []
         for c in (1, 16):
-            rps, p50, p99 = oha(base + "/v1/functions/echo/invoke", c, body='{"k":1}')
+            rps, p50, p99 = oha(base + "/v1/functions/echo/invoke", c, body='{"k":1}',
+                                headers=["Authorization: " + BEARER])
             hrps, hp50, hp99 = oha("http://127.0.0.1:18099/", c)
             rows.append("| %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.2f ms |" % (
                 c, rps, p50, p99, hrps, hp50, p50 - hp50))
@@ -152,8 +162,9 @@ def main():
         pids = sandbox_processes()
         rss = sum(rollup(p).get("Rss", 0) for p in pids)
         pss = sum(rollup(p).get("Pss", 0) for p in pids)
+        metrics = urllib.request.Request(base + "/metrics", headers={"Authorization": BEARER})
         idle = int(re.search(r"^lambent_sandboxes_idle (\d+)", urllib.request.urlopen(
-            base + "/metrics").read().decode(), re.M).group(1))
+            metrics).read().decode(), re.M).group(1))
         if idle:
             report += [
                 "## Memory per idle warm Python instance", "",

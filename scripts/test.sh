@@ -36,6 +36,13 @@ if [[ ! -d $ric/awslambdaric ]]; then
         --platform "manylinux2014_$(uname -m)" awslambdaric==4.2.2
 fi
 
+# The Lambda-compatible API is tested with AWS's own clients: boto3 and the AWS CLI (PyPI).
+aws=target/fixtures/aws
+if [[ ! -d $aws/boto3 || ! -d $aws/awscli ]]; then
+    log "fetching boto3 and awscli (PyPI)"
+    python3 -m pip install --quiet --target "$aws" boto3==1.40.40 awscli==1.42.40
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 log "cargo fmt --check"
 cargo fmt --all -- --check

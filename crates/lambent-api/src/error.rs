@@ -88,6 +88,7 @@ fn invoke_status(e: &InvokeError) -> (StatusCode, &'static str) {
         InvokeError::Capacity(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
         InvokeError::RuntimeExited(_) => (StatusCode::BAD_GATEWAY, "FunctionRuntimeExited"),
         InvokeError::Sandbox(_) => (StatusCode::INTERNAL_SERVER_ERROR, "SandboxError"),
+        InvokeError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
     }
 }
 
@@ -112,7 +113,16 @@ impl From<ControlError> for ApiError {
             ControlError::Code(_) => (StatusCode::BAD_REQUEST, "InvalidCode"),
             ControlError::CodeTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "CodeTooLarge"),
             ControlError::Invoke(i) => invoke_status(i),
+            ControlError::Conflict(_) => (StatusCode::CONFLICT, "ResourceConflict"),
+            ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValue"),
+            ControlError::Keys(lambent_control::auth::KeyError::NoSuchKey(_)) => {
+                (StatusCode::NOT_FOUND, "ResourceNotFound")
+            }
+            ControlError::Keys(lambent_control::auth::KeyError::LastKey(_)) => {
+                (StatusCode::CONFLICT, "ResourceConflict")
+            }
             ControlError::Metadata(_)
+            | ControlError::Keys(_)
             | ControlError::CodeStore(_)
             | ControlError::Engine(_)
             | ControlError::Task(_) => {
@@ -121,5 +131,161 @@ impl From<ControlError> for ApiError {
             }
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// An error answer of the Lambda-compatible API: the status, Lambda's error type (in the
+/// `x-amzn-ErrorType` header and the body, which is what botocore reads to pick the exception
+/// class), and a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error_type}: {message}")]
+pub struct LambdaError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Lambda's error type, e.g. `ResourceNotFoundException`.
+    pub error_type: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Lambda's `Reason` (throttles).
+    pub reason: Option<&'static str>,
+}
+
+impl LambdaError {
+    /// An error with this status, type and message.
+    pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error_type,
+            message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// 400 `InvalidParameterValueException`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            message,
+        )
+    }
+
+    /// 404 `ResourceNotFoundException`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+    }
+}
+
+impl IntoResponse for LambdaError {
+    fn into_response(self) -> Response {
+        let kind = if self.status.is_server_error() {
+            "Service"
+        } else {
+            "User"
+        };
+        let mut body = serde_json::json!({
+            "Type": kind,
+            "message": self.message,
+        });
+        let mut response = if let Some(reason) = self.reason {
+            body["Reason"] = reason.into();
+            body["retryAfterSeconds"] = lambent_core::limits::THROTTLE_RETRY_AFTER_S
+                .to_string()
+                .into();
+            let mut r = (self.status, Json(body)).into_response();
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(lambent_core::limits::THROTTLE_RETRY_AFTER_S),
+            );
+            r
+        } else {
+            (self.status, Json(body)).into_response()
+        };
+        response.headers_mut().insert(
+            "x-amzn-errortype",
+            http::HeaderValue::from_static(self.error_type),
+        );
+        response
+    }
+}
+
+impl From<ApiError> for LambdaError {
+    fn from(e: ApiError) -> Self {
+        let error_type = match e.status {
+            StatusCode::NOT_FOUND => "ResourceNotFoundException",
+            StatusCode::CONFLICT => "ResourceConflictException",
+            StatusCode::PAYLOAD_TOO_LARGE => "RequestTooLargeException",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaTypeException",
+            StatusCode::TOO_MANY_REQUESTS => "TooManyRequestsException",
+            StatusCode::FORBIDDEN => "AccessDeniedException",
+            s if s.is_server_error() => "ServiceException",
+            _ => "InvalidParameterValueException",
+        };
+        LambdaError::new(e.status, error_type, e.message)
+    }
+}
+
+/// Lambda's status and error type for a control-plane error.
+fn lambda_status(e: &ControlError) -> (StatusCode, &'static str) {
+    match e {
+        ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+        ControlError::AlreadyExists(_) | ControlError::Conflict(_) => {
+            (StatusCode::CONFLICT, "ResourceConflictException")
+        }
+        ControlError::Name(_)
+        | ControlError::Config(_)
+        | ControlError::Code(_)
+        | ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+        ControlError::Package(lambent_control::PackageError::Io { .. }) => {
+            tracing::error!(error = %e, "cannot unpack code");
+            (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException")
+        }
+        ControlError::CodeTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException")
+        }
+        ControlError::RuntimeUnavailable { .. } => {
+            (StatusCode::BAD_GATEWAY, "InvalidRuntimeException")
+        }
+        ControlError::Invoke(InvokeError::PayloadTooLarge { .. }) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException")
+        }
+        ControlError::Invoke(InvokeError::Throttled(_) | InvokeError::Capacity(_)) => {
+            (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException")
+        }
+        ControlError::Invoke(InvokeError::BadRequest(_)) => {
+            (StatusCode::BAD_REQUEST, "InvalidRequestContentException")
+        }
+        ControlError::Invoke(_) => (StatusCode::BAD_GATEWAY, "ServiceException"),
+        ControlError::Keys(lambent_control::auth::KeyError::NoSuchKey(_)) => {
+            (StatusCode::NOT_FOUND, "ResourceNotFoundException")
+        }
+        ControlError::Keys(lambent_control::auth::KeyError::LastKey(_)) => {
+            (StatusCode::CONFLICT, "ResourceConflictException")
+        }
+        ControlError::Package(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+        ControlError::Keys(_)
+        | ControlError::Metadata(_)
+        | ControlError::CodeStore(_)
+        | ControlError::Engine(_)
+        | ControlError::Task(_) => {
+            tracing::error!(error = %e, "internal error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException")
+        }
+    }
+}
+
+impl From<ControlError> for LambdaError {
+    fn from(e: ControlError) -> Self {
+        let (status, error_type) = lambda_status(&e);
+        let reason = match &e {
+            ControlError::Invoke(InvokeError::Throttled(t)) => Some(t.reason()),
+            _ => None,
+        };
+        LambdaError {
+            status,
+            error_type,
+            message: e.to_string(),
+            reason,
+        }
     }
 }

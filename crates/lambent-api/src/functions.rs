@@ -28,6 +28,15 @@ pub(crate) fn qualifier(raw: Option<&str>) -> Result<Qualifier, ApiError> {
     })
 }
 
+/// Parses an optional `?qualifier=` that may name an alias; absent means `$LATEST`.
+pub(crate) fn selector(raw: Option<&str>) -> Result<lambent_core::Selector, ApiError> {
+    raw.map_or(Ok(lambent_core::Selector::default()), |q| {
+        q.parse().map_err(|e: lambent_core::NameError| {
+            ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
+        })
+    })
+}
+
 /// 201 with the version when `created`, else 200.
 fn created_or_ok(created: bool, v: FunctionVersion) -> Response {
     let status = if created {
@@ -156,6 +165,24 @@ pub async fn update_code(
     Ok(Json(p.update_code(&fname, code).await?.into()))
 }
 
+/// `GET /v1/functions/{name}/code[?qualifier=N]`: the code as it was uploaded (what Lambda's
+/// `GetFunction` points `Code.Location` at).
+pub async fn code(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let qualifier = qualifier(q.qualifier.as_deref())?;
+    let bytes = p.code_of(&fname, qualifier).await?;
+    let kind = if bytes.starts_with(b"PK") {
+        "application/zip"
+    } else {
+        "application/wasm"
+    };
+    Ok(([(http::header::CONTENT_TYPE, kind)], bytes).into_response())
+}
+
 /// `PATCH /v1/functions/{name}/config`: change settings of `$LATEST`.
 pub async fn update_config(
     State(p): State<AppState>,
@@ -256,4 +283,78 @@ pub async fn invocation(
     Path(id): Path<String>,
 ) -> Result<Json<InvocationRecord>, ApiError> {
     Ok(Json(p.invocation(&id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlRequest {
+    /// `NONE` (public) or `AWS_IAM` (a key is needed).
+    auth_type: String,
+    /// Lambda's `Cors` object.
+    cors: Option<serde_json::Value>,
+}
+
+/// The function and alias a `?qualifier=` names for a function URL configuration.
+fn url_alias(raw: Option<&str>) -> Result<Option<lambent_core::AliasName>, ApiError> {
+    match selector(raw)? {
+        lambent_core::Selector::Version(Qualifier::Latest) => Ok(None),
+        lambent_core::Selector::Alias(a) => Ok(Some(a)),
+        lambent_core::Selector::Version(Qualifier::Version(n)) => Err(ApiError::bad_request(
+            lambent_core::AliasError::UrlOnVersion(n).to_string(),
+        )),
+    }
+}
+
+/// `PUT /v1/functions/{name}/url[?qualifier=ALIAS]`: create or change who may call the function's
+/// URL (`/fn/NAME[:ALIAS]`).
+pub async fn put_url(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let alias = url_alias(q.qualifier.as_deref())?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: UrlRequest = parse_json(&bytes)?;
+    let auth: lambent_core::UrlAuthType = req
+        .auth_type
+        .parse()
+        .map_err(|e: lambent_core::AliasError| ApiError::bad_request(e.to_string()))?;
+    if let Some(c) = &req.cors {
+        crate::cors::Cors::parse(c).map_err(ApiError::bad_request)?;
+    }
+    let selector = alias.clone().map_or_else(
+        lambent_core::Selector::default,
+        lambent_core::Selector::Alias,
+    );
+    let exists = p.url_config(&fname, &selector).is_some();
+    let u = p
+        .put_url(&fname, alias, Some(auth), req.cors, exists)
+        .await?;
+    Ok(Json(u).into_response())
+}
+
+/// `GET /v1/functions/{name}/url[?qualifier=ALIAS]`.
+pub async fn get_url(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let alias = url_alias(q.qualifier.as_deref())?;
+    Ok(Json(p.url(&fname, alias.as_ref())?).into_response())
+}
+
+/// `DELETE /v1/functions/{name}/url[?qualifier=ALIAS]`: the URL needs a key again.
+pub async fn delete_url(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let alias = url_alias(q.qualifier.as_deref())?;
+    p.delete_url(&fname, alias.as_ref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,14 +7,17 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use lambent_control::{BodyError, InvokeFailure, Served};
-use lambent_core::Target;
+use lambent_control::{BodyError, InvokeFailure, InvokeOptions, Served};
 use lambent_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+use lambent_core::{RuntimeFamily, Target};
 use serde::Deserialize;
 
 use crate::body::{declared_length, discard, read_limited};
+use crate::cors::Cors;
+use crate::url_event;
 use crate::{
     ApiError, AppState, HEADER_COLD_START, HEADER_DURATION_MS, HEADER_FUNCTION_ERROR,
     HEADER_FUNCTION_STATUS, HEADER_INIT_MS, HEADER_INVOCATION_ID, HEADER_LOG_RESULT,
@@ -86,8 +89,11 @@ fn split_function_path(path: &str) -> Option<(&str, &str)> {
     })
 }
 
-/// `ANY /fn/{name}[:qualifier][/{*path}]`: the request goes to the function as it came, with the
-/// path relative to the function's URL; the function's response comes back as it made it.
+/// `ANY /fn/{name}[:qualifier][/{*path}]`: for a wasm function the request goes to the function
+/// as it came, with the path relative to the function's URL, and its response comes back as it
+/// made it; for a process-tier function the request becomes Lambda's function URL event (payload
+/// format 2.0) and the handler's result is mapped back to a response. The function URL's CORS
+/// configuration, if any, answers preflights and decorates responses.
 pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
     let remote = remote_addr(&req);
     let (parts, body) = req.into_parts();
@@ -103,10 +109,58 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
                 .into_response();
         }
     };
+    let rest = rest.to_owned();
+    let cors = p
+        .url_config(&target.name, &target.qualifier)
+        .and_then(|c| c.cors)
+        .and_then(|c| Cors::parse(&c).ok());
+    if let Some(headers) = cors
+        .as_ref()
+        .and_then(|c| c.preflight(&parts.method, &parts.headers))
+    {
+        discard(body).await;
+        let mut r = StatusCode::OK.into_response();
+        r.headers_mut().extend(headers);
+        return r;
+    }
     if declared_length(&parts.headers).is_some_and(|n| n > MAX_SYNC_PAYLOAD_BYTES as u64) {
         discard(body).await;
         return ApiError::too_large(MAX_SYNC_PAYLOAD_BYTES).into_response();
     }
+    let origin = parts.headers.get(http::header::ORIGIN).cloned();
+    let log_tail = wants_log_tail(&parts.headers);
+    let family = match p.runtime_family(&target.name, &target.qualifier) {
+        Ok(f) => f,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let result = if family == RuntimeFamily::Wasm {
+        url_wasm(&p, &target, &raw_target, &rest, parts, body, remote).await
+    } else {
+        url_event_call(&p, &target, &rest, parts, body, remote).await
+    };
+    let mut response = match result {
+        Ok(served) => served_response(served, log_tail),
+        Err(r) => *r,
+    };
+    if let Some(c) = &cors {
+        c.apply(origin.as_ref(), response.headers_mut());
+    }
+    response
+}
+
+/// A served call, or the response that says why not.
+type UrlResult = Result<Served, Box<Response>>;
+
+/// A function URL call of a wasm function: the HTTP request itself goes in.
+async fn url_wasm(
+    p: &AppState,
+    target: &Target,
+    raw_target: &str,
+    rest: &str,
+    parts: http::request::Parts,
+    body: Body,
+    remote: Option<SocketAddr>,
+) -> UrlResult {
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_owned(),
@@ -118,6 +172,7 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
         .version(parts.version);
     if let Some(h) = builder.headers_mut() {
         *h = parts.headers.clone();
+        h.remove(http::header::AUTHORIZATION);
         h.insert(
             "x-forwarded-prefix",
             HeaderValue::from_str(&script_name).unwrap_or_else(|_| HeaderValue::from_static("/fn")),
@@ -132,33 +187,135 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
             BodyError::Stream(e.to_string())
         }
     });
-    let guest_req = match builder.body(BodyExt::boxed_unsync(body)) {
-        Ok(r) => r,
-        Err(e) => {
-            return ApiError::bad_request(format!("cannot forward the request: {e}"))
+    let guest_req = builder.body(BodyExt::boxed_unsync(body)).map_err(|e| {
+        Box::new(ApiError::bad_request(format!("cannot forward the request: {e}")).into_response())
+    })?;
+    let options = InvokeOptions {
+        script_name,
+        remote_addr: remote,
+        request_id: None,
+    };
+    p.invoke(&target.name, &target.qualifier, guest_req, options)
+        .await
+        .map_err(|f| Box::new(failure_response(f)))
+}
+
+/// A function URL call of a process-tier function: the request becomes Lambda's event (payload
+/// format 2.0), and the handler's answer becomes the response. A handler error, or an answer that
+/// is not a valid response, is a 502, as on Lambda.
+async fn url_event_call(
+    p: &AppState,
+    target: &Target,
+    rest: &str,
+    parts: http::request::Parts,
+    body: Body,
+    remote: Option<SocketAddr>,
+) -> UrlResult {
+    let body = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES)
+        .await
+        .map_err(|e| Box::new(e.into_response()))?;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let source_ip = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut headers = parts.headers.clone();
+    headers.remove(http::header::AUTHORIZATION);
+    let ctx = url_event::EventContext {
+        request_id: &request_id,
+        account_id: lambent_core::limits::ACCOUNT_ID,
+        url_id: target.name.as_str(),
+        domain_name: &host,
+        source_ip: &source_ip,
+        time_epoch_ms: now_ms,
+    };
+    let event = url_event::request_event(
+        &parts.method,
+        rest,
+        parts.uri.query(),
+        &headers,
+        &body,
+        &ctx,
+    );
+    let event = Bytes::from(event.to_string());
+    let guest_req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, event.len())
+        .body(Full::new(event))
+        .map_err(|e| {
+            Box::new(ApiError::bad_request(format!("cannot build the event: {e}")).into_response())
+        })?;
+    let options = InvokeOptions {
+        script_name: format!("/fn/{}", target.name),
+        remote_addr: remote,
+        request_id: Some(request_id),
+    };
+    let served = p
+        .invoke(&target.name, &target.qualifier, guest_req, options)
+        .await
+        .map_err(|f| Box::new(failure_response(f)))?;
+    let Served {
+        invocation_id,
+        version,
+        response,
+        cold_start,
+        init,
+        duration,
+        function_error,
+        log_tail,
+    } = served;
+    let (head, body) = response.into_parts();
+    let payload = body
+        .collect()
+        .await
+        .map_err(|e| {
+            Box::new(
+                ApiError::new(StatusCode::BAD_GATEWAY, "FunctionError", e.to_string())
+                    .into_response(),
+            )
+        })?
+        .to_bytes();
+    let mapped = if function_error.is_some() {
+        // A function URL answers an unhandled error with 502, as Lambda's do.
+        let mut r = http::Response::new(payload);
+        *r.status_mut() = StatusCode::BAD_GATEWAY;
+        r.headers_mut().extend(head.headers);
+        r
+    } else {
+        match url_event::response_from_payload(&payload) {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "FunctionInvalidResponse",
+                    e.to_string(),
+                )
                 .into_response();
+                r.headers_mut()
+                    .insert(HEADER_INVOCATION_ID, header(&invocation_id));
+                return Err(Box::new(r));
+            }
         }
     };
-    let log_tail = wants_log_tail(&parts.headers);
-    match p
-        .invoke(
-            &target.name,
-            target.qualifier,
-            guest_req,
-            script_name,
-            remote,
-        )
-        .await
-    {
-        Ok(mut served) => {
-            if served.function_error.is_some() {
-                // A function URL answers an unhandled error with 502, as Lambda's do.
-                *served.response.status_mut() = StatusCode::BAD_GATEWAY;
-            }
-            served_response(served, log_tail)
-        }
-        Err(f) => failure_response(f),
-    }
+    let response = mapped.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync());
+    Ok(Served {
+        invocation_id,
+        version,
+        response,
+        cold_start,
+        init,
+        duration,
+        function_error,
+        log_tail,
+    })
 }
 
 #[derive(Deserialize)]
@@ -178,7 +335,7 @@ pub async fn invoke(
     let remote = remote_addr(&req);
     let result = async {
         let name = crate::functions::name(&raw)?;
-        let qualifier = crate::functions::qualifier(q.qualifier.as_deref())?;
+        let qualifier = crate::functions::selector(q.qualifier.as_deref())?;
         let (parts, body) = req.into_parts();
         let log_tail = wants_log_tail(&parts.headers);
         let event = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES).await?;
@@ -208,11 +365,12 @@ pub async fn invoke(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let script_name = format!("/v1/functions/{name}/invoke");
-    match p
-        .invoke(&name, qualifier, guest_req, script_name, remote)
-        .await
-    {
+    let options = InvokeOptions {
+        script_name: format!("/v1/functions/{name}/invoke"),
+        remote_addr: remote,
+        request_id: None,
+    };
+    match p.invoke(&name, &qualifier, guest_req, options).await {
         Ok(mut served) => {
             let status = served.response.status();
             *served.response.status_mut() = StatusCode::OK;

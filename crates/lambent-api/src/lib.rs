@@ -8,10 +8,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod body;
+mod cors;
 mod error;
 mod functions;
 mod invoke;
+mod keys;
+pub mod lambda;
+pub mod url_event;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post, put};
 use lambent_control::Platform;
 
-pub use error::ApiError;
+pub use error::{ApiError, LambdaError};
 
 /// Header with the invocation's id.
 pub const HEADER_INVOCATION_ID: &str = "x-lambent-invocation-id";
@@ -62,7 +67,18 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .put(functions::deploy)
                 .delete(functions::delete),
         )
-        .route("/v1/functions/{name}/code", put(functions::update_code))
+        .route(
+            "/v1/functions/{name}/code",
+            put(functions::update_code).get(functions::code),
+        )
+        .route(
+            "/v1/functions/{name}/url",
+            put(functions::put_url)
+                .get(functions::get_url)
+                .delete(functions::delete_url),
+        )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route(
             "/v1/functions/{name}/config",
             axum::routing::patch(functions::update_config).put(functions::update_config),
@@ -77,13 +93,29 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/fn/{target}", any(invoke::function_url))
         .route("/fn/{target}/", any(invoke::function_url))
         .route("/fn/{target}/{*path}", any(invoke::function_url))
+        .merge(lambda::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            platform.clone(),
+            auth::authenticate,
+        ))
         // Bodies are read with explicit limits in `body`, which answer in JSON.
         .layer(DefaultBodyLimit::disable())
         .with_state(platform)
 }
 
-async fn not_found(uri: http::Uri) -> ApiError {
+async fn not_found(uri: http::Uri) -> axum::response::Response {
+    if lambda::is_lambda_path(uri.path()) {
+        return LambdaError::new(
+            http::StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            format!(
+                "lambent does not implement this Lambda operation ({})",
+                uri.path()
+            ),
+        )
+        .into_response();
+    }
     ApiError::new(
         http::StatusCode::NOT_FOUND,
         "RouteNotFound",
@@ -92,6 +124,7 @@ async fn not_found(uri: http::Uri) -> ApiError {
             uri.path()
         ),
     )
+    .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -133,7 +166,19 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
          lambent_sandboxes {}\n\
          # HELP lambent_sandboxes_idle Warm sandboxes waiting for a call.\n\
          # TYPE lambent_sandboxes_idle gauge\n\
-         lambent_sandboxes_idle {}\n",
+         lambent_sandboxes_idle {}\n\
+         # HELP lambent_throttles_total Calls refused by a concurrency limit (429).\n\
+         # TYPE lambent_throttles_total counter\n\
+         lambent_throttles_total {}\n\
+         # HELP lambent_concurrent_executions Calls in flight now.\n\
+         # TYPE lambent_concurrent_executions gauge\n\
+         lambent_concurrent_executions {}\n\
+         # HELP lambent_async_events_accepted_total Asynchronous (Event) invocations accepted.\n\
+         # TYPE lambent_async_events_accepted_total counter\n\
+         lambent_async_events_accepted_total {}\n\
+         # HELP lambent_async_events_failed_total Asynchronous invocations that failed every attempt.\n\
+         # TYPE lambent_async_events_failed_total counter\n\
+         lambent_async_events_failed_total {}\n",
         s.invocations,
         s.invocation_errors,
         s.cold_starts,
@@ -145,6 +190,10 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.sandboxes.reaped,
         s.sandboxes.live,
         s.sandboxes.idle,
+        s.throttles,
+        s.concurrent_executions,
+        s.events_accepted,
+        s.events_failed,
     );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

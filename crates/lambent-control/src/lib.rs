@@ -8,12 +8,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod concurrency;
 mod platform;
 pub mod recorder;
+mod routing;
 
 pub use lambent_sandbox::{
     DEFAULT_KEEP_ALIVE, DEFAULT_MAX_SANDBOXES, HELPER_ARG, PackageError, helper_main,
 };
 pub use lambent_wasm::DEFAULT_MAX_INSTANCES;
 pub use lambent_wasm::{BodyError, InvokeError, ResponseBody};
-pub use platform::{ControlError, InvokeFailure, Platform, PlatformConfig, PlatformStats, Served};
+pub use platform::{
+    ControlError, InvokeFailure, InvokeOptions, Platform, PlatformConfig, PlatformStats, Served,
+};
+pub use routing::{AccountSettings, AliasUpdate};

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use lambent_core::limits::{ACCOUNT_ID, LOG_TAIL_BYTES, MAX_CODE_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use lambent_core::{
-    ConfigError, FunctionConfig, FunctionCreate, FunctionName, FunctionUpdate, FunctionVersion,
-    InvocationOutcome, InvocationRecord, NameError, Qualifier, Runtime, RuntimeFamily,
+    Alias, AliasError, AliasName, ConfigError, FunctionConfig, FunctionCreate, FunctionName,
+    FunctionUpdate, FunctionUrlConfig, FunctionVersion, InvocationOutcome, InvocationRecord,
+    NameError, Qualifier, Runtime, RuntimeFamily, Selector,
 };
 use lambent_sandbox::{
     FunctionSpec, InvokeInput, PackageError, ProcessExecutor, SandboxConfig, SandboxStats,
@@ -25,6 +26,8 @@ use lambent_wasm::{
 use parking_lot::RwLock;
 use tokio::sync::OnceCell;
 
+use crate::auth::{Bootstrap, KeyError, KeyRing};
+use crate::concurrency::{Concurrency, Permit};
 use crate::recorder::InvocationRecorder;
 
 const MB: usize = 1024 * 1024;
@@ -83,6 +86,21 @@ pub enum ControlError {
     /// a background task failed
     #[error("internal task failed: {0}")]
     Task(String),
+    /// the change conflicts with the current state (an alias in use, a URL that exists)
+    #[error("{0}")]
+    Conflict(String),
+    /// a parameter that is well-formed but not acceptable
+    #[error("{0}")]
+    Invalid(String),
+    /// an access key operation failed
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+impl From<AliasError> for ControlError {
+    fn from(e: AliasError) -> Self {
+        ControlError::Invalid(e.to_string())
+    }
 }
 
 impl From<MetadataError> for ControlError {
@@ -92,6 +110,12 @@ impl From<MetadataError> for ControlError {
             MetadataError::NoSuchFunction(name) => {
                 ControlError::NotFound(format!("function {name} does not exist"))
             }
+            e @ (MetadataError::NoSuchVersion { .. }
+            | MetadataError::NoSuchAlias { .. }
+            | MetadataError::NoSuchUrl(_)) => ControlError::NotFound(e.to_string()),
+            e @ (MetadataError::AliasExists { .. }
+            | MetadataError::UrlExists(_)
+            | MetadataError::VersionInUse { .. }) => ControlError::Conflict(e.to_string()),
             other => ControlError::Metadata(other),
         }
     }
@@ -110,8 +134,23 @@ pub struct PlatformConfig {
     pub keep_alive: Duration,
     /// Sandboxes that may exist at once.
     pub max_sandboxes: usize,
-    /// The region name in ARNs and `AWS_REGION`.
+    /// The region name in ARNs and `AWS_REGION`, and the one requests must be signed for.
     pub region: String,
+    /// Concurrent executions the account may have at once.
+    pub account_concurrency: u32,
+    /// The operator's admin key (`LAMBENT_ACCESS_KEY_ID`, `LAMBENT_SECRET_ACCESS_KEY`).
+    pub initial_key: Option<(String, String)>,
+}
+
+/// How a call is made, besides its request.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeOptions {
+    /// The URL prefix the function is served under (wasm functions see it as `SCRIPT_NAME`).
+    pub script_name: String,
+    /// The caller's address.
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// The request id to use (an accepted async event keeps its id); a new one when `None`.
+    pub request_id: Option<String>,
 }
 
 /// A successful start of an invocation.
@@ -166,6 +205,14 @@ pub struct PlatformStats {
     pub pooling: bool,
     /// Sandbox counters (zero when process runtimes are unavailable).
     pub sandboxes: SandboxStats,
+    /// Calls refused by a concurrency limit.
+    pub throttles: u64,
+    /// Calls in flight now.
+    pub concurrent_executions: u64,
+    /// Asynchronous (`Event`) invocations accepted.
+    pub events_accepted: u64,
+    /// Asynchronous invocations that failed every attempt.
+    pub events_failed: u64,
 }
 
 /// A resolved version in the invocation path's cache.
@@ -188,27 +235,36 @@ type CodeCell = Arc<OnceCell<LoadedCode>>;
 /// One node's control plane.
 #[derive(Debug)]
 pub struct Platform {
-    metadata: Arc<MetadataStore>,
+    pub(crate) metadata: Arc<MetadataStore>,
     code: CodeStore,
     engine: Arc<WasmEngine>,
     sandbox: Result<ProcessExecutor, String>,
-    region: String,
+    pub(crate) region: String,
+    pub(crate) data_dir: PathBuf,
     versions: RwLock<HashMap<(FunctionName, Qualifier), Arc<ResolvedVersion>>>,
     prepared: RwLock<HashMap<String, CodeCell>>,
-    writes: tokio::sync::Mutex<()>,
+    pub(crate) writes: tokio::sync::Mutex<()>,
     recorder: Arc<InvocationRecorder>,
     invocations: AtomicU64,
     invocation_errors: Arc<AtomicU64>,
     cold_starts: AtomicU64,
+    pub(crate) throttles: AtomicU64,
+    pub(crate) events_accepted: AtomicU64,
+    pub(crate) events_failed: Arc<AtomicU64>,
+    pub(crate) keys: KeyRing,
+    pub(crate) bootstrap: Bootstrap,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) aliases: RwLock<HashMap<(FunctionName, AliasName), Arc<Alias>>>,
+    pub(crate) urls: RwLock<HashMap<(FunctionName, Option<AliasName>), FunctionUrlConfig>>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -238,13 +294,39 @@ impl Platform {
         if let Err(reason) = &sandbox {
             tracing::warn!("process runtimes unavailable: {reason}");
         }
+        let (keys, bootstrap) = KeyRing::open(
+            metadata.clone(),
+            &config.data_dir,
+            &config.region,
+            config.initial_key.clone(),
+        )?;
+        let mut reservations = Vec::new();
+        for (name, reserved) in metadata.reserved_concurrency()? {
+            if let Ok(name) = FunctionName::new(&name) {
+                reservations.push((name, reserved));
+            }
+        }
+        let urls = metadata
+            .urls()?
+            .into_iter()
+            .map(|u| ((u.function.clone(), u.alias.clone()), u))
+            .collect();
         Ok(Self {
+            keys,
+            bootstrap,
+            concurrency: Concurrency::new(config.account_concurrency, reservations),
+            aliases: RwLock::default(),
+            urls: RwLock::new(urls),
+            throttles: AtomicU64::new(0),
+            events_accepted: AtomicU64::new(0),
+            events_failed: Arc::new(AtomicU64::new(0)),
             recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
             metadata,
             code,
             engine: Arc::new(engine),
             sandbox,
             region: config.region.clone(),
+            data_dir: config.data_dir.clone(),
             versions: RwLock::default(),
             prepared: RwLock::default(),
             writes: tokio::sync::Mutex::new(()),
@@ -290,6 +372,10 @@ impl Platform {
                 .as_ref()
                 .map(ProcessExecutor::stats)
                 .unwrap_or_default(),
+            throttles: self.throttles.load(Ordering::Relaxed),
+            concurrent_executions: self.concurrency.in_flight(),
+            events_accepted: self.events_accepted.load(Ordering::Relaxed),
+            events_failed: self.events_failed.load(Ordering::Relaxed),
         }
     }
 
@@ -311,7 +397,7 @@ impl Platform {
     }
 
     /// Stops warm sandboxes of a function whose version changed or that was deleted.
-    fn retire(&self, name: &FunctionName, version: Option<Qualifier>) {
+    pub(crate) fn retire(&self, name: &FunctionName, version: Option<Qualifier>) {
         if let Ok(s) = &self.sandbox {
             let v = version.map(|q| q.to_string());
             s.retire(name.as_str(), v.as_deref());
@@ -393,7 +479,7 @@ impl Platform {
     }
 
     /// Removes code objects (and their loaded forms) that no version references any more.
-    fn collect_garbage(&self, hashes: impl IntoIterator<Item = String>) {
+    pub(crate) fn collect_garbage(&self, hashes: impl IntoIterator<Item = String>) {
         for sha in hashes {
             match self.metadata.code_in_use(&sha) {
                 Ok(false) => {
@@ -411,7 +497,7 @@ impl Platform {
         }
     }
 
-    fn forget(&self, name: &FunctionName) {
+    pub(crate) fn forget(&self, name: &FunctionName) {
         self.versions.write().retain(|(n, _), _| n != name);
     }
 
@@ -597,10 +683,38 @@ impl Platform {
         let _guard = self.writes.lock().await;
         let hashes = self.metadata.delete(name)?;
         self.forget(name);
+        self.aliases.write().retain(|(n, _), _| n != name);
+        self.urls.write().retain(|(n, _), _| n != name);
+        self.concurrency.forget(name);
         self.retire(name, None);
         self.collect_garbage(hashes);
         tracing::info!(function = %name, "deleted");
         Ok(())
+    }
+
+    /// The code of a version, as it was uploaded.
+    pub async fn code_of(
+        &self,
+        name: &FunctionName,
+        qualifier: Qualifier,
+    ) -> Result<Bytes, ControlError> {
+        let v = self.get(name, qualifier)?;
+        let store = self.code.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.get(&v.code_sha256))
+            .await
+            .map_err(|e| ControlError::Task(e.to_string()))??;
+        Ok(Bytes::from(bytes))
+    }
+
+    /// The runtime family of the version a call to `name:selector` would read (for an alias, its
+    /// main version), from the invocation path's cache.
+    pub fn runtime_family(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+    ) -> Result<RuntimeFamily, ControlError> {
+        let q = self.main_version(name, selector)?;
+        Ok(self.resolve(name, q)?.version.config.runtime.family())
     }
 
     /// The newest invocations of a function, newest first.
@@ -681,10 +795,9 @@ impl Platform {
     pub async fn invoke<B>(
         &self,
         name: &FunctionName,
-        qualifier: Qualifier,
+        selector: &Selector,
         request: http::Request<B>,
-        script_name: String,
-        remote_addr: Option<std::net::SocketAddr>,
+        options: InvokeOptions,
     ) -> Result<Served, InvokeFailure>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -697,23 +810,34 @@ impl Platform {
             error,
             duration: started.elapsed(),
         };
+        let qualifier = self.route(name, selector).map_err(refused)?;
         let resolved = self.resolve(name, qualifier).map_err(refused)?;
+        let permit = self.concurrency.acquire(name).map_err(|t| {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+            refused(InvokeError::Throttled(t).into())
+        })?;
         let v = &resolved.version;
         let (code, load) = self.prepared_code(v).await.map_err(refused)?;
+        let id = options.request_id.unwrap_or_else(new_id);
         let code = match code {
             LoadedCode::Wasm(code) => code,
             LoadedCode::Package(dir) => {
-                return self
-                    .invoke_process(&resolved, dir, request, started, started_at_ms)
-                    .await;
+                let call = ProcessCall {
+                    id,
+                    started,
+                    started_at_ms,
+                    _permit: permit,
+                };
+                return self.invoke_process(&resolved, dir, request, call).await;
             }
         };
+        let script_name = options.script_name;
+        let remote_addr = options.remote_addr;
         let cold_start = !resolved.started.swap(true, Ordering::Relaxed);
         self.invocations.fetch_add(1, Ordering::Relaxed);
         if cold_start {
             self.cold_starts.fetch_add(1, Ordering::Relaxed);
         }
-        let id = new_id();
         let ctx = InvokeContext {
             memory_bytes: v.config.memory_mb as usize * MB,
             timeout: Duration::from_secs(u64::from(v.config.timeout_s)),
@@ -738,7 +862,10 @@ impl Platform {
             let call = call.clone();
             let recorder = self.recorder.clone();
             let errors = self.invocation_errors.clone();
+            // The slot is given back when the guest has finished (or the call was dropped).
+            let permit = permit;
             Box::new(move |c: Completion| {
+                let _permit = &permit;
                 let init = load + c.init;
                 match c.result {
                     Ok(()) => call.keep(&recorder, None, init, c.logs),
@@ -818,13 +945,18 @@ impl Platform {
         resolved: &Arc<ResolvedVersion>,
         code_dir: PathBuf,
         request: http::Request<B>,
-        started: Instant,
-        started_at_ms: i64,
+        process_call: ProcessCall,
     ) -> Result<Served, InvokeFailure>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BodyError>,
     {
+        let ProcessCall {
+            id,
+            started,
+            started_at_ms,
+            _permit,
+        } = process_call;
         let v = &resolved.version;
         let refused = |error: ControlError| InvokeFailure {
             invocation_id: None,
@@ -863,7 +995,6 @@ impl Platform {
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
         };
-        let id = new_id();
         let input = InvokeInput {
             request_id: id.clone(),
             payload,
@@ -966,6 +1097,15 @@ impl Platform {
             }
         }
     }
+}
+
+/// A process-tier call's identity and its concurrency slot, held until the call ends.
+#[derive(Debug)]
+struct ProcessCall {
+    id: String,
+    started: Instant,
+    started_at_ms: i64,
+    _permit: Permit,
 }
 
 /// What the record of one call is made from.

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{
     DEFAULT_EPHEMERAL_STORAGE_MB, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, MAX_DESCRIPTION_CHARS,
     MAX_ENVIRONMENT_BYTES, MAX_EPHEMERAL_STORAGE_MB, MAX_HANDLER_CHARS, MAX_MEMORY_MB,
-    MAX_TIMEOUT_S, MAX_WASM_MEMORY_MB, MIN_EPHEMERAL_STORAGE_MB, MIN_MEMORY_MB, MIN_TIMEOUT_S,
+    MAX_ROLE_CHARS, MAX_TIMEOUT_S, MAX_WASM_MEMORY_MB, MIN_EPHEMERAL_STORAGE_MB, MIN_MEMORY_MB,
+    MIN_TIMEOUT_S,
 };
 use crate::name::{FunctionName, Qualifier};
 
@@ -41,6 +42,11 @@ pub enum ConfigError {
     /// ephemeral storage outside the allowed range
     #[error("ephemeral storage {0} MB is out of range; use 512 to 10240 MB")]
     EphemeralStorageOutOfRange(u32),
+    /// a role that cannot be an ARN
+    #[error(
+        "role {0:?} is invalid; give an ARN such as arn:aws:iam::000000000000:role/NAME (at most 2048 characters, no spaces)"
+    )]
+    BadRole(String),
     /// network egress asked of a WebAssembly function
     #[error("runtime {0} cannot have network egress; only process runtimes can")]
     EgressNotSupported(Runtime),
@@ -282,6 +288,9 @@ pub struct FunctionCreate {
     /// Whether a process-tier function may reach the network (see `docs/sandbox.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<bool>,
+    /// The execution role's ARN (Lambda's `Role`): stored and returned, it grants nothing here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// The code, base64-encoded, for callers that send one JSON document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -312,6 +321,9 @@ pub struct FunctionUpdate {
     /// Network egress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<bool>,
+    /// The execution role's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// A function's validated configuration.
@@ -337,6 +349,9 @@ pub struct FunctionConfig {
     /// Whether a process-tier function shares the host's network (otherwise it has loopback only).
     #[serde(default)]
     pub egress: bool,
+    /// The execution role's ARN, kept for Lambda clients; empty when none was given.
+    #[serde(default)]
+    pub role: String,
 }
 
 fn default_ephemeral_storage_mb() -> u32 {
@@ -358,6 +373,7 @@ impl FunctionConfig {
                 .ephemeral_storage_mb
                 .unwrap_or(DEFAULT_EPHEMERAL_STORAGE_MB),
             egress: create.egress.unwrap_or(false),
+            role: create.role.clone().unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -385,6 +401,7 @@ impl FunctionConfig {
                 .ephemeral_storage_mb
                 .unwrap_or(self.ephemeral_storage_mb),
             egress: update.egress.unwrap_or(self.egress),
+            role: update.role.clone().unwrap_or_else(|| self.role.clone()),
         };
         config.validate()?;
         Ok(config)
@@ -415,6 +432,9 @@ impl FunctionConfig {
         }
         if env_bytes > MAX_ENVIRONMENT_BYTES {
             return Err(ConfigError::EnvironmentTooLarge(env_bytes));
+        }
+        if self.role.len() > MAX_ROLE_CHARS || self.role.chars().any(char::is_whitespace) {
+            return Err(ConfigError::BadRole(self.role.clone()));
         }
         let description_chars = self.description.chars().count();
         if description_chars > MAX_DESCRIPTION_CHARS {

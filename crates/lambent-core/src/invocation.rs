@@ -149,6 +149,40 @@ pub enum InvokeError {
     /// the sandbox could not be built (the platform's fault, not the function's)
     #[error("the sandbox could not be started: {0}")]
     Sandbox(String),
+    /// a concurrency limit is reached
+    #[error("{0}")]
+    Throttled(Throttle),
+}
+
+/// Which concurrency limit refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Throttle {
+    /// the function's reserved concurrency
+    #[error(
+        "rate exceeded: the function's reserved concurrency of {limit} is in use; retry later or raise it"
+    )]
+    Reserved {
+        /// the reservation
+        limit: u32,
+    },
+    /// the concurrency left to functions without a reservation
+    #[error(
+        "rate exceeded: the {limit} concurrent executions left unreserved in this account are in use; retry later"
+    )]
+    Account {
+        /// the unreserved pool's size
+        limit: u32,
+    },
+}
+
+impl Throttle {
+    /// Lambda's `Reason` for the throttle.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Throttle::Reserved { .. } => "ReservedFunctionConcurrentInvocationLimitExceeded",
+            Throttle::Account { .. } => "ConcurrentInvocationLimitExceeded",
+        }
+    }
 }
 
 impl InvokeError {
@@ -170,7 +204,9 @@ impl InvokeError {
             InvokeError::BadRequest(_) | InvokeError::PayloadTooLarge { .. } => {
                 InvocationOutcome::PlatformError
             }
-            InvokeError::Capacity(_) | InvokeError::Sandbox(_) => InvocationOutcome::PlatformError,
+            InvokeError::Capacity(_) | InvokeError::Sandbox(_) | InvokeError::Throttled(_) => {
+                InvocationOutcome::PlatformError
+            }
         }
     }
 }

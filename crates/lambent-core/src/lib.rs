@@ -7,14 +7,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod function;
 pub mod invocation;
 pub mod limits;
 pub mod name;
+pub mod sigv4;
 
+pub use alias::{Alias, AliasError, FunctionUrlConfig, UrlAuthType};
 pub use function::{
     ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, NodeName,
     ProvidedName, PythonName, Runtime, RuntimeFamily,
 };
-pub use invocation::{InvocationOutcome, InvocationRecord, InvokeError};
-pub use name::{FunctionName, NameError, Qualifier, Target};
+pub use invocation::{InvocationOutcome, InvocationRecord, InvokeError, Throttle};
+pub use name::{AliasName, FunctionName, NameError, Qualifier, Selector, Target};

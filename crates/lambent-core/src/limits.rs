@@ -58,3 +58,19 @@ pub const ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page size of list operations.
 pub const MAX_PAGE_SIZE: u32 = 1_000;
+
+/// Longest alias name, in characters (Lambda's 128).
+pub const MAX_ALIAS_CHARS: usize = 128;
+/// Longest execution role ARN, in characters (Lambda's 2048).
+pub const MAX_ROLE_CHARS: usize = 2_048;
+/// Versions an alias may route to besides its main one (Lambda allows one).
+pub const MAX_ADDITIONAL_VERSIONS: usize = 1;
+
+/// Concurrent executions the account may have at once (Lambda's default quota).
+pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 1_000;
+/// Concurrency that reservations must leave to functions without one (Lambda keeps 100).
+pub const MIN_UNRESERVED_CONCURRENCY: u32 = 100;
+/// Largest asynchronous (`Event`) payload, in bytes (Lambda's 1 MB).
+pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Seconds a throttled caller is told to wait before trying again (`Retry-After`).
+pub const THROTTLE_RETRY_AFTER_S: u32 = 1;

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::MAX_NAME_CHARS;
+use crate::limits::{MAX_ALIAS_CHARS, MAX_NAME_CHARS};
 
 /// Why a name, qualifier or target was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +27,11 @@ pub enum NameError {
     /// qualifier is neither `$LATEST` nor a version number
     #[error("qualifier {0:?} is neither $LATEST nor a version number (1, 2, ...)")]
     BadQualifier(String),
+    /// alias name outside Lambda's rules
+    #[error(
+        "alias name {0:?} is invalid; use 1 to 128 letters, digits, '-' or '_', not only digits, and not $LATEST"
+    )]
+    BadAlias(String),
 }
 
 /// A validated function name: 1 to 64 of ASCII letters, digits, `-` and `_` (Lambda's rules).
@@ -115,13 +120,82 @@ impl Serialize for Qualifier {
     }
 }
 
+/// A validated alias name: 1 to 128 of ASCII letters, digits, `-` and `_`, not all digits
+/// (Lambda's rules; a number would read as a version).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AliasName(String);
+
+impl AliasName {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_ALIAS_CHARS
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !name.bytes().all(|b| b.is_ascii_digit());
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(NameError::BadAlias(name.to_owned()))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AliasName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a caller names after `name:`: a version (or `$LATEST`), or an alias that points at one or
+/// two versions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Selector {
+    /// `$LATEST` or a published number.
+    Version(Qualifier),
+    /// An alias.
+    Alias(AliasName),
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Selector::Version(Qualifier::Latest)
+    }
+}
+
+impl FromStr for Selector {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        if s == LATEST || s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().map(Selector::Version);
+        }
+        AliasName::new(s).map(Selector::Alias)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Version(q) => q.fmt(f),
+            Selector::Alias(a) => a.fmt(f),
+        }
+    }
+}
+
 /// `name` or `name:qualifier`, as used in function URLs and the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The function.
     pub name: FunctionName,
-    /// The version of it.
-    pub qualifier: Qualifier,
+    /// The version or alias of it.
+    pub qualifier: Selector,
 }
 
 impl FromStr for Target {
@@ -129,7 +203,7 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Self, NameError> {
         let (name, qualifier) = match s.split_once(':') {
             Some((name, q)) => (name, q.parse()?),
-            None => (s, Qualifier::Latest),
+            None => (s, Selector::default()),
         };
         Ok(Target {
             name: FunctionName::new(name)?,
@@ -170,9 +244,18 @@ mod tests {
         assert!("x".parse::<Qualifier>().is_err());
         let t: Target = "hello:3".parse().expect("valid target");
         assert_eq!(t.name.as_str(), "hello");
-        assert_eq!(t.qualifier, Qualifier::Version(3));
+        assert_eq!(t.qualifier, Selector::Version(Qualifier::Version(3)));
         let t: Target = "hello".parse().expect("valid target");
-        assert_eq!(t.qualifier, Qualifier::Latest);
+        assert_eq!(t.qualifier, Selector::Version(Qualifier::Latest));
+        let t: Target = "hello:live".parse().expect("valid target");
+        assert_eq!(
+            t.qualifier,
+            Selector::Alias(AliasName::new("live").expect("alias"))
+        );
+        assert!("hello:0".parse::<Target>().is_err());
+        assert!("hello:a.b".parse::<Target>().is_err());
+        assert!(AliasName::new(&"a".repeat(129)).is_err());
+        assert!(AliasName::new("v1-blue_2").is_ok());
         assert!("bad name:1".parse::<Target>().is_err());
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod code;
 pub mod metadata;
+pub mod routing;
 
 pub use code::{CodeStore, CodeStoreError};
 pub use metadata::{MetadataError, MetadataStore};
+pub use routing::{AccessKeyRow, AccountUsage};

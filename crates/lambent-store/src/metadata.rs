@@ -25,6 +25,48 @@ pub enum MetadataError {
     /// no function with this name
     #[error("function {0} does not exist")]
     NoSuchFunction(String),
+    /// no such published version
+    #[error("version {version} of function {function} does not exist")]
+    NoSuchVersion {
+        /// the function
+        function: String,
+        /// the version
+        version: String,
+    },
+    /// an alias with this name exists already
+    #[error("alias {alias} of function {function} already exists; update it instead")]
+    AliasExists {
+        /// the function
+        function: String,
+        /// the alias
+        alias: String,
+    },
+    /// no such alias
+    #[error("alias {alias} of function {function} does not exist")]
+    NoSuchAlias {
+        /// the function
+        function: String,
+        /// the alias
+        alias: String,
+    },
+    /// a version an alias still points at
+    #[error(
+        "version {version} of function {function} is used by alias {alias}; change or delete the alias first"
+    )]
+    VersionInUse {
+        /// the function
+        function: String,
+        /// the version
+        version: u32,
+        /// the alias
+        alias: String,
+    },
+    /// a function URL configuration exists already
+    #[error("function {0} already has a URL configuration for this qualifier; update it instead")]
+    UrlExists(String),
+    /// no function URL configuration
+    #[error("function {0} has no URL configuration for this qualifier")]
+    NoSuchUrl(String),
     /// a stored row could not be read back
     #[error("metadata row for {name} is unreadable: {what}")]
     Corrupt {
@@ -51,6 +93,7 @@ CREATE TABLE IF NOT EXISTS function_versions (
     handler       TEXT    NOT NULL DEFAULT '',
     ephemeral_storage_mb INTEGER NOT NULL DEFAULT 512,
     egress        INTEGER NOT NULL DEFAULT 0,
+    role          TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (name, version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS function_versions_by_code ON function_versions (code_sha256);
@@ -67,17 +110,47 @@ CREATE TABLE IF NOT EXISTS invocations (
     logs          TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, started_at_ms);
+CREATE TABLE IF NOT EXISTS aliases (
+    function      TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    version       INTEGER NOT NULL,          -- 0 is $LATEST
+    description   TEXT    NOT NULL,
+    weights       TEXT    NOT NULL,          -- JSON object: version number -> share
+    revision_id   TEXT    NOT NULL,
+    PRIMARY KEY (function, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS function_concurrency (
+    function      TEXT    PRIMARY KEY,
+    reserved      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS function_urls (
+    function      TEXT    NOT NULL,
+    alias         TEXT    NOT NULL,          -- '' for the unqualified function
+    auth_type     TEXT    NOT NULL,
+    cors          TEXT,                      -- JSON, as given
+    created       TEXT    NOT NULL,
+    last_modified TEXT    NOT NULL,
+    PRIMARY KEY (function, alias)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_keys (
+    id            TEXT    PRIMARY KEY,
+    secret        TEXT    NOT NULL,
+    description   TEXT    NOT NULL,
+    created       TEXT    NOT NULL,
+    admin         INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 const COLUMNS: &str = "name, version, runtime, memory_mb, timeout_s, environment, description, \
                        code_sha256, code_size, last_modified, revision_id, handler, \
-                       ephemeral_storage_mb, egress";
+                       ephemeral_storage_mb, egress, role";
 
 /// Columns added after the first release, with their definitions, for databases made before.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("handler", "TEXT NOT NULL DEFAULT ''"),
     ("ephemeral_storage_mb", "INTEGER NOT NULL DEFAULT 512"),
     ("egress", "INTEGER NOT NULL DEFAULT 0"),
+    ("role", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 /// Adds the columns a database from an older lambent lacks.
@@ -100,14 +173,14 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 /// and every statement here is short.
 #[derive(Debug)]
 pub struct MetadataStore {
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
     /// A second connection for invocation records, with `synchronous = NORMAL`: in WAL mode that
     /// survives a crash of lambent and loses at most the last records on power loss, and it spares
     /// every batch an fsync. Function metadata keeps `FULL` on `conn`.
     records: Mutex<Connection>,
 }
 
-fn version_number(q: Qualifier) -> i64 {
+pub(crate) fn version_number(q: Qualifier) -> i64 {
     match q {
         Qualifier::Latest => 0,
         Qualifier::Version(n) => i64::from(n),
@@ -152,6 +225,7 @@ fn row_to_version(row: &Row<'_>) -> rusqlite::Result<Result<FunctionVersion, Met
             handler: row.get(11)?,
             ephemeral_storage_mb: row.get(12)?,
             egress: row.get(13)?,
+            role: row.get(14)?,
         },
         code_sha256: row.get(7)?,
         code_size: row.get(8)?,
@@ -173,7 +247,7 @@ fn collect_versions(
 fn insert_version(conn: &Connection, v: &FunctionVersion) -> rusqlite::Result<usize> {
     let env = serde_json::to_string(&v.config.environment).unwrap_or_else(|_| "{}".into());
     conn.execute(
-        &format!("INSERT INTO function_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO function_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
         params![
             v.name.as_str(),
             version_number(v.version),
@@ -189,11 +263,12 @@ fn insert_version(conn: &Connection, v: &FunctionVersion) -> rusqlite::Result<us
             v.config.handler,
             v.config.ephemeral_storage_mb,
             v.config.egress,
+            v.config.role,
         ],
     )
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
@@ -372,10 +447,14 @@ impl MetadataStore {
         if hashes.is_empty() {
             return Err(MetadataError::NoSuchFunction(name.to_string()));
         }
-        tx.execute(
+        for table in [
             "DELETE FROM function_versions WHERE name = ?1",
-            [name.as_str()],
-        )?;
+            "DELETE FROM aliases WHERE function = ?1",
+            "DELETE FROM function_urls WHERE function = ?1",
+            "DELETE FROM function_concurrency WHERE function = ?1",
+        ] {
+            tx.execute(table, [name.as_str()])?;
+        }
         tx.commit()?;
         Ok(hashes)
     }
@@ -485,10 +564,10 @@ pub fn now_rfc3339() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn version(name: &str, sha: &str) -> FunctionVersion {
+    pub(crate) fn version(name: &str, sha: &str) -> FunctionVersion {
         FunctionVersion {
             name: FunctionName::new(name).expect("name"),
             version: Qualifier::Latest,
@@ -501,6 +580,7 @@ mod tests {
                 handler: String::new(),
                 ephemeral_storage_mb: 512,
                 egress: false,
+                role: "arn:aws:iam::000000000000:role/r".into(),
             },
             code_sha256: sha.into(),
             code_size: 10,

@@ -12,8 +12,9 @@ use lambent_core::{FunctionCreate, Target};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 
-use crate::Command;
+use crate::credentials::Credentials;
 use crate::manifest;
+use crate::{Command, KeysCommand};
 
 /// Bytes per upload chunk (and progress-bar step).
 const UPLOAD_CHUNK: usize = 64 * 1024;
@@ -21,6 +22,7 @@ const UPLOAD_CHUNK: usize = 64 * 1024;
 struct Api {
     http: Client,
     base: String,
+    creds: Option<Credentials>,
 }
 
 impl Api {
@@ -29,7 +31,11 @@ impl Api {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Response> {
-        let resp = req.send().await.with_context(|| {
+        let mut request = req.build().context("building the request")?;
+        if let Some(creds) = &self.creds {
+            crate::credentials::sign(&mut request, creds)?;
+        }
+        let resp = self.http.execute(request).await.with_context(|| {
             format!(
                 "cannot reach lambent at {}; is `lambent serve` running?",
                 self.base
@@ -51,6 +57,19 @@ impl Api {
                 ))
             })
             .unwrap_or(text);
+        if status == StatusCode::FORBIDDEN {
+            let hint = match &self.creds {
+                None => format!(
+                    "no credentials found: set LAMBENT_ACCESS_KEY_ID and LAMBENT_SECRET_ACCESS_KEY, or put a [default] profile in {} (lambent serve prints where its admin key is)",
+                    crate::credentials::profile_file().map_or_else(
+                        || "~/.config/lambent/credentials".into(),
+                        |p| p.display().to_string()
+                    )
+                ),
+                Some(c) => format!("the key {} from {} was refused", c.access_key_id, c.source),
+            };
+            return Err(anyhow!("{message} [HTTP 403]\n{hint}"));
+        }
         Err(anyhow!("{message} [HTTP {}]", status.as_u16()))
     }
 
@@ -195,6 +214,12 @@ pub struct DeployArgs {
     /// Free text.
     #[arg(long)]
     description: Option<String>,
+    /// Make the function URL (/fn/NAME) public: callers need no key (Lambda's AuthType NONE).
+    #[arg(long, conflicts_with = "private")]
+    public: bool,
+    /// Make the function URL need a key again (Lambda's AuthType AWS_IAM, the default).
+    #[arg(long)]
+    private: bool,
 }
 
 /// What to upload: a file as it is, or a directory zipped.
@@ -215,6 +240,8 @@ async fn deploy(api: &Api, json: bool, args: DeployArgs) -> anyhow::Result<()> {
         egress,
         env,
         description,
+        public,
+        private,
     } = args;
     let (mut config, source) = if path.join(manifest::MANIFEST).is_file() {
         let m = manifest::load(&path)?;
@@ -279,36 +306,55 @@ async fn deploy(api: &Api, json: bool, args: DeployArgs) -> anyhow::Result<()> {
         }
     };
     let name = name.as_str();
-    let len = code.len() as u64;
     let file_name = code_path.file_name().map_or_else(
         || "code.wasm".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     );
+    // The multipart body is built here rather than by reqwest so that its hash, which the
+    // signature covers, is known before it is streamed.
+    let boundary = format!("lambent-{}", &lambent_core::sigv4::sha256_hex(&code)[..32]);
+    let head = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"config\"\r\ncontent-type: application/json\r\n\r\n{}\r\n\
+         --{boundary}\r\ncontent-disposition: form-data; name=\"code\"; filename=\"{}\"\r\ncontent-type: application/octet-stream\r\n\r\n",
+        serde_json::to_string(&config)?,
+        file_name.replace('"', "")
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let mut whole = Vec::with_capacity(head.len() + code.len() + tail.len());
+    whole.extend_from_slice(head.as_bytes());
+    whole.extend_from_slice(&code);
+    whole.extend_from_slice(tail.as_bytes());
+    let hash = lambent_core::sigv4::sha256_hex(&whole);
+    let total = whole.len();
     let (body, bar) = progress_body(
-        code,
+        whole,
         !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "config",
-            reqwest::multipart::Part::text(serde_json::to_string(&config)?)
-                .mime_str("application/json")?,
-        )
-        .part(
-            "code",
-            reqwest::multipart::Part::stream_with_length(body, len)
-                .file_name(file_name)
-                .mime_str("application/octet-stream")?,
-        );
     let result = api
         .json(
             api.http
                 .put(api.url(&format!("/v1/functions/{name}")))
-                .multipart(form),
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .header(reqwest::header::CONTENT_LENGTH, total)
+                .header("x-amz-content-sha256", hash)
+                .body(body),
         )
         .await;
     bar.finish_and_clear();
     let f = result?;
+    if public || private {
+        let auth = if public { "NONE" } else { "AWS_IAM" };
+        api.json(
+            api.http
+                .put(api.url(&format!("/v1/functions/{name}/url")))
+                .json(&serde_json::json!({ "auth_type": auth })),
+        )
+        .await
+        .context("setting the function URL's access")?;
+    }
     if json {
         return print_json(&f);
     }
@@ -436,12 +482,18 @@ fn print_invocation(inv: &Value) {
     }
 }
 
-pub async fn run(endpoint: &str, json: bool, command: Command) -> anyhow::Result<()> {
+pub async fn run(
+    endpoint: &str,
+    profile: &str,
+    json: bool,
+    command: Command,
+) -> anyhow::Result<()> {
     let api = Api {
         http: Client::builder()
             .build()
             .context("building the HTTP client")?,
         base: endpoint.to_owned(),
+        creds: crate::credentials::load(profile)?,
     };
     match command {
         Command::Serve(_) => bail!("serve is not a client command"),
@@ -563,6 +615,67 @@ pub async fn run(endpoint: &str, json: bool, command: Command) -> anyhow::Result
             items.reverse();
             for inv in &items {
                 print_invocation(inv);
+            }
+            Ok(())
+        }
+        Command::Keys { command } => keys(&api, json, command).await,
+    }
+}
+
+async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { description } => {
+            let body = serde_json::json!({ "description": description.unwrap_or_default() });
+            let k = api
+                .json(api.http.post(api.url("/v1/keys")).json(&body))
+                .await?;
+            if json {
+                return print_json(&k);
+            }
+            println!(
+                "access key id:     {}\nsecret access key: {}\n(the secret is shown only now; store it, e.g. as a profile in {})",
+                text(&k, "access_key_id"),
+                text(&k, "secret_access_key"),
+                crate::credentials::profile_file().map_or_else(
+                    || "~/.config/lambent/credentials".into(),
+                    |p| p.display().to_string()
+                )
+            );
+            Ok(())
+        }
+        KeysCommand::Ls => {
+            let v = api.json(api.http.get(api.url("/v1/keys"))).await?;
+            if json {
+                return print_json(&v);
+            }
+            let mut t = Table::new();
+            t.load_preset(UTF8_BORDERS_ONLY).set_header([
+                "ACCESS KEY ID",
+                "CREATED",
+                "ADMIN",
+                "DESCRIPTION",
+            ]);
+            for k in v
+                .get("keys")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                t.add_row([
+                    text(k, "access_key_id"),
+                    text(k, "created"),
+                    text(k, "admin"),
+                    text(k, "description"),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        KeysCommand::Revoke { id } => {
+            api.json(api.http.delete(api.url(&format!("/v1/keys/{id}"))))
+                .await?;
+            if !json {
+                println!("revoked {id}");
             }
             Ok(())
         }

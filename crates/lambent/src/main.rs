@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod credentials;
 mod manifest;
 mod serve;
 mod zipdir;
@@ -28,6 +29,14 @@ struct Cli {
         global = true
     )]
     endpoint: String,
+    /// The profile in ~/.config/lambent/credentials to sign requests with.
+    #[arg(
+        long,
+        env = "LAMBENT_PROFILE",
+        default_value = "default",
+        global = true
+    )]
+    profile: String,
     /// Print JSON instead of tables (for scripts).
     #[arg(long, global = true)]
     json: bool,
@@ -88,6 +97,29 @@ enum Command {
         #[arg(long)]
         invocation: Option<String>,
     },
+    /// Manage access keys (SigV4 signing keys and bearer tokens).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `lambent keys ...`.
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List keys (without secrets).
+    Ls,
+    /// Revoke a key at once.
+    Revoke {
+        /// The access key id.
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -113,7 +145,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            command => client::run(&cli.endpoint, cli.json, command).await,
+            command => client::run(&cli.endpoint, &cli.profile, cli.json, command).await,
         }
     });
     match result {

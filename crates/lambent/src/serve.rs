@@ -8,10 +8,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
+use lambent_control::auth::Bootstrap;
 use lambent_control::{
     DEFAULT_KEEP_ALIVE, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_SANDBOXES, Platform, PlatformConfig,
 };
-use lambent_core::{FunctionCreate, FunctionName};
+use lambent_core::{FunctionCreate, FunctionName, UrlAuthType};
+
+/// Prints a line to stdout, ignoring a closed stdout (a supervisor that read the address line and
+/// went away must not bring the server down).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Options of `lambent serve`.
 #[derive(Debug, Args)]
@@ -40,6 +50,9 @@ pub struct ServeArgs {
     /// Do not run process runtimes (Python, Node.js, provided), e.g. on a host without root.
     #[arg(long)]
     no_sandbox: bool,
+    /// Concurrent executions the account may have at once (reservations are carved out of it).
+    #[arg(long, default_value_t = lambent_core::limits::DEFAULT_ACCOUNT_CONCURRENCY)]
+    account_concurrency: u32,
 }
 
 /// A bundled example: name, code, environment, description.
@@ -109,16 +122,32 @@ async fn deploy_process_examples(platform: &Platform) -> anyhow::Result<()> {
             description: Some(format!("Lambda-style {runtime} handler (examples/{dir})")),
             ..FunctionCreate::default()
         };
+        let fname = FunctionName::new(name)?;
         match platform
-            .deploy(FunctionName::new(name)?, create, Bytes::from(zipped))
+            .deploy(fname.clone(), create, Bytes::from(zipped))
             .await
         {
-            Ok(_) => println!(
-                "  {name:<13} lambent invoke {name} --data '{{\"hi\":1}}'   ({runtime}, examples/{dir})"
-            ),
-            Err(e) => println!("  {name:<13} not deployed: {e}"),
+            Ok(_) => {
+                make_public(platform, &fname).await?;
+                say!(
+                    "  {name:<13} lambent invoke {name} --data '{{\"hi\":1}}'   ({runtime}, examples/{dir})"
+                );
+            }
+            Err(e) => say!("  {name:<13} not deployed: {e}"),
         }
     }
+    Ok(())
+}
+
+/// Gives a demo function a public function URL (`AuthType NONE`), so that `curl` reaches it.
+async fn make_public(platform: &Platform, name: &FunctionName) -> anyhow::Result<()> {
+    let exists = platform
+        .url_config(name, &lambent_core::Selector::default())
+        .is_some();
+    platform
+        .put_url(name, None, Some(UrlAuthType::None), None, exists)
+        .await
+        .with_context(|| format!("making {name}'s function URL public"))?;
     Ok(())
 }
 
@@ -137,12 +166,16 @@ async fn deploy_examples(platform: &Platform, base: &str) -> anyhow::Result<()> 
             ..FunctionCreate::default()
         };
         platform
-            .deploy(name, create, ex.code)
+            .deploy(name.clone(), create, ex.code)
             .await
             .with_context(|| format!("deploying the example {}", ex.name))?;
-        println!(
+        make_public(platform, &name).await?;
+        say!(
             "  {:<13} {base}/fn/{}{}   ({})",
-            ex.name, ex.name, ex.try_path, ex.description
+            ex.name,
+            ex.name,
+            ex.try_path,
+            ex.description
         );
     }
     Ok(())
@@ -183,6 +216,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    // Like MinIO's root credentials, the admin key comes from the environment when it is set
+    // (never from a flag, which other users could read in the process list).
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let initial_key = match (
+        env("LAMBENT_ACCESS_KEY_ID"),
+        env("LAMBENT_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "set both LAMBENT_ACCESS_KEY_ID and LAMBENT_SECRET_ACCESS_KEY, or neither"
+        ),
+    };
     let platform = Arc::new(
         Platform::open(&PlatformConfig {
             data_dir: data_dir.clone(),
@@ -196,6 +242,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .context("--keep-alive must be a non-negative number of seconds")?,
             max_sandboxes: args.max_sandboxes,
             region: args.region.clone(),
+            account_concurrency: args.account_concurrency,
+            initial_key,
         })
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?,
     );
@@ -213,14 +261,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    println!(
+    say!(
         "lambent listening on {base} (data in {})",
         data_dir.display()
     );
+    match platform.bootstrap() {
+        Bootstrap::FromEnvironment(id) => {
+            say!("admin access key {id} (from LAMBENT_ACCESS_KEY_ID)");
+        }
+        Bootstrap::Generated(file) => say!(
+            "generated an admin access key; it is in {} (readable by this user only)",
+            file.display()
+        ),
+        Bootstrap::Existing(Some(file)) => {
+            say!("admin access key in {}", file.display());
+        }
+        Bootstrap::Existing(None) => {}
+    }
     if args.demo {
-        println!("example functions:");
+        say!("example functions:");
         deploy_examples(&platform, &base).await?;
-        println!("try: curl {base}/fn/hello/   |   lambent invoke cgi --data '{{\"hi\":1}}'");
+        say!("try: curl {base}/fn/hello/   |   lambent invoke cgi --data '{{\"hi\":1}}'");
     }
     lambent_api::serve(listener, platform.clone(), shutdown_signal()).await?;
     platform.shutdown();

@@ -16,7 +16,7 @@ const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
 #[tokio::test]
 async fn bad_deploys_are_refused_and_store_nothing() {
     let s = Server::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let hello = std::fs::read(example("hello-c/hello.wasm")).expect("hello.wasm");
     let create = |body: serde_json::Value| client.post(s.url("/v1/functions")).json(&body).send();
 
@@ -219,7 +219,7 @@ async fn bad_invocations_get_clear_errors() {
     let s = Server::start().await;
     s.deploy("hello", "hello-c", &[]);
     s.deploy("cgi", "cgi-c", &[]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
 
     let r = client.get(s.url("/fn/nope/")).send().await.expect("call");
     let m = expect_error(r, 404, "ResourceNotFound").await;
@@ -232,11 +232,18 @@ async fn bad_invocations_get_clear_errors() {
     let m = expect_error(r, 404, "ResourceNotFound").await;
     assert!(m.contains("version 7 of function hello"), "{m}");
     let r = client
-        .get(s.url("/fn/hello:x/"))
+        .get(s.url("/fn/hello:x.y/"))
         .send()
         .await
         .expect("call");
     expect_error(r, 400, "InvalidName").await;
+    let r = client
+        .get(s.url("/fn/hello:live/"))
+        .send()
+        .await
+        .expect("call");
+    let m = expect_error(r, 404, "ResourceNotFound").await;
+    assert!(m.contains("alias live of function hello"), "{m}");
     let r = client
         .post(s.url("/v1/functions/nope/invoke"))
         .body("{}")

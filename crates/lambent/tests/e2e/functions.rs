@@ -6,7 +6,7 @@ use crate::harness::{Server, expect_error};
 async fn http_component_passes_requests_and_responses_through() {
     let s = Server::start().await;
     s.deploy("hello", "hello-c", &[]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
 
     let r = client.get(s.url("/fn/hello/")).send().await.expect("call");
     assert_eq!(r.status(), 200);
@@ -62,7 +62,7 @@ async fn http_component_passes_requests_and_responses_through() {
 async fn cgi_module_sees_the_cgi_environment() {
     let s = Server::start().await;
     s.deploy("cgi", "cgi-c", &[]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let r = client
         .post(s.url("/fn/cgi/some/path?q=1&r=2"))
         .header("x-test", "t1")
@@ -105,7 +105,7 @@ async fn logs_are_kept_per_invocation_and_per_function() {
     let s = Server::start().await;
     s.deploy("hello", "hello-c", &[]);
     s.deploy("cgi", "cgi-c", &[]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let r = client
         .get(s.url("/fn/hello/log"))
         .send()
@@ -122,7 +122,7 @@ async fn logs_are_kept_per_invocation_and_per_function() {
     assert!(logs.contains("log line to stderr"), "{logs}");
     assert_eq!(inv["outcome"], "success");
 
-    let one: serde_json::Value = reqwest::get(s.url(&format!("/v1/invocations/{id}")))
+    let one: serde_json::Value = crate::harness::get(s.url(&format!("/v1/invocations/{id}")))
         .await
         .expect("get")
         .json()
@@ -157,7 +157,7 @@ async fn a_guest_that_loops_is_stopped_at_its_timeout_and_the_next_call_works() 
     let s = Server::start().await;
     s.deploy("hello", "hello-c", &["--timeout", "1"]);
     s.deploy("cgi", "cgi-c", &["--timeout", "1"]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     for f in ["hello", "cgi"] {
         let r = client
             .get(s.url(&format!("/fn/{f}/loop")))
@@ -188,7 +188,7 @@ async fn a_guest_that_outgrows_its_memory_or_traps_fails_cleanly() {
     let s = Server::start().await;
     s.deploy("hello", "hello-c", &["--memory", "128"]);
     s.deploy("cgi", "cgi-c", &["--memory", "128"]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     for f in ["hello", "cgi"] {
         let r = client
             .get(s.url(&format!("/fn/{f}/oom")))
@@ -226,7 +226,7 @@ async fn published_versions_are_immutable() {
         "hello-c",
         &["--env", "GREETING=two", "--memory", "256"],
     );
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let v1 = client
         .get(s.url("/fn/hello:1/env"))
         .send()
@@ -294,7 +294,7 @@ async fn two_hundred_and_fifty_concurrent_calls_all_succeed() {
     let s = Server::start().await;
     s.deploy("hello", "hello-c", &[]);
     s.deploy("cgi", "cgi-c", &[]);
-    let client = reqwest::Client::builder()
+    let client = crate::harness::client_builder()
         .pool_max_idle_per_host(300)
         .build()
         .expect("client");
@@ -327,7 +327,7 @@ async fn two_hundred_and_fifty_concurrent_calls_all_succeed() {
 async fn python_component_runs() {
     let s = Server::start().await;
     s.deploy("py", "hello-python", &[]);
-    let r = reqwest::Client::new()
+    let r = crate::harness::client()
         .delete(s.url("/fn/py/some/path?q=1"))
         .send()
         .await

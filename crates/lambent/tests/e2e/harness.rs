@@ -7,6 +7,36 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lambent");
 
+/// The admin key every test server starts with (`LAMBENT_ACCESS_KEY_ID`).
+pub const ACCESS_KEY_ID: &str = "LKTESTADMIN000000001";
+/// Its secret (`LAMBENT_SECRET_ACCESS_KEY`).
+pub const SECRET_ACCESS_KEY: &str = "test-secret-0123456789abcdefghijklmnopqrstuv";
+
+/// `Authorization` for the test key as a bearer token.
+pub fn bearer() -> String {
+    format!("Bearer {ACCESS_KEY_ID}:{SECRET_ACCESS_KEY}")
+}
+
+/// A client builder whose requests carry the test key as a bearer token.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        bearer().parse().expect("header value"),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
+/// A client whose requests carry the test key.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("client")
+}
+
+/// `GET url` with the test key.
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    client().get(url).send().await
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
@@ -48,6 +78,8 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
+            .env("LAMBENT_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("LAMBENT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,7 +106,7 @@ impl Server {
 
     async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let client = reqwest::Client::new();
+        let client = crate::harness::client();
         loop {
             if let Ok(r) = client.get(self.url("/healthz")).send().await
                 && r.status() == 200
@@ -114,6 +146,8 @@ impl Server {
         Command::new(BIN)
             .args(args)
             .env("LAMBENT_ENDPOINT", &self.base)
+            .env("LAMBENT_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("LAMBENT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .output()
             .expect("run the CLI")
     }
@@ -139,7 +173,7 @@ impl Server {
     }
 
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(self.url("/metrics"))
+        let text = crate::harness::get(self.url("/metrics"))
             .await
             .expect("metrics")
             .text()
@@ -159,7 +193,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let v: serde_json::Value =
-                reqwest::get(self.url(&format!("/v1/functions/{function}/logs")))
+                crate::harness::get(self.url(&format!("/v1/functions/{function}/logs")))
                     .await
                     .expect("logs")
                     .json()

@@ -15,7 +15,7 @@ async fn after_a_restart_functions_work_without_compiling_again() {
     assert!(s.terminate().success());
 
     let s = Server::start_in(tmp.path()).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     for url in ["/fn/hello/", "/fn/hello:1/", "/fn/cgi/x"] {
         let r = client.get(s.url(url)).send().await.expect("call");
         assert_eq!(r.status(), 200, "{url}");
@@ -34,7 +34,7 @@ async fn sigterm_lets_in_flight_calls_finish() {
     s.deploy("hello", "hello-c", &["--timeout", "2"]);
     let url = s.url("/fn/hello/loop");
     let started = Instant::now();
-    let call = tokio::spawn(async move { reqwest::get(url).await });
+    let call = tokio::spawn(async move { crate::harness::get(url).await });
     // Wait until the call is running (it is counted when its instance starts).
     while s.metric("lambent_invocations_total").await == 0 {
         assert!(
@@ -58,7 +58,7 @@ async fn a_full_instance_pool_answers_429_and_recovers() {
     let s = Server::start_with(tmp.path(), &["--max-instances", "1"]).await;
     s.deploy("hello", "hello-c", &["--timeout", "2"]);
     let url = s.url("/fn/hello/loop");
-    let busy = tokio::spawn(async move { reqwest::get(url).await });
+    let busy = tokio::spawn(async move { crate::harness::get(url).await });
     let started = Instant::now();
     while s.metric("lambent_invocations_total").await == 0 {
         assert!(
@@ -67,11 +67,15 @@ async fn a_full_instance_pool_answers_429_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let r = reqwest::get(s.url("/fn/hello/")).await.expect("call");
+    let r = crate::harness::get(s.url("/fn/hello/"))
+        .await
+        .expect("call");
     let m = expect_error(r, 429, "TooManyRequests").await;
     assert!(m.contains("maximum concurrent"), "{m}");
     let r = busy.await.expect("join").expect("answer");
     expect_error(r, 504, "FunctionTimeout").await;
-    let r = reqwest::get(s.url("/fn/hello/")).await.expect("call");
+    let r = crate::harness::get(s.url("/fn/hello/"))
+        .await
+        .expect("call");
     assert_eq!(r.status(), 200, "the slot is free again");
 }

@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod auth;
+mod aws;
 mod bad_input;
 mod cli;
 mod functions;

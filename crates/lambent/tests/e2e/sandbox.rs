@@ -58,7 +58,7 @@ impl Answer {
 }
 
 async fn call(server: &Server, name: &str, event: Value) -> Answer {
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(server.url(&format!("/v1/functions/{name}/invoke")))
         .header("x-lambent-log-type", "Tail")
         .json(&event)
@@ -272,7 +272,7 @@ async fn init_errors_and_bad_handlers_are_reported_as_function_errors() {
         dir.path(),
         &["--runtime", "provided.al2023"],
     );
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(server.url("/v1/functions/quitter/invoke"))
         .body("{}")
         .send()
@@ -605,7 +605,7 @@ async fn timeouts_memory_hogs_and_fork_bombs_are_contained() {
             "2",
         ],
     );
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let invoke = |what: &'static str| {
         client
             .post(server.url("/v1/functions/abuse/invoke"))
@@ -701,7 +701,7 @@ async fn idle_sandboxes_are_reaped_and_deletes_stop_them() {
 #[tokio::test]
 async fn bad_packages_are_refused_and_leave_nothing_behind() {
     let server = Server::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     // A zip whose entry climbs out of the code root.
     let mut zip = std::io::Cursor::new(Vec::new());
     {

@@ -1,0 +1,102 @@
+//! Authentication of every request but `/healthz` and public function URLs: a SigV4 signature
+//! (service `lambda`, the server's region) or `Authorization: Bearer ACCESS_KEY_ID:SECRET`.
+//! Signed requests have their body read here (the signature covers its hash) and handed on.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use lambent_control::auth::AuthError;
+use lambent_core::sigv4::{self, RequestParts};
+use lambent_core::{Target, UrlAuthType};
+
+use crate::body::{MAX_UPLOAD_BODY_BYTES, read_limited};
+use crate::error::LambdaError;
+use crate::{ApiError, AppState};
+
+/// The key that made a request, for handlers that want to know.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The function URL target of a `/fn/...` path.
+pub(crate) fn url_target(path: &str) -> Option<Target> {
+    let rest = path.strip_prefix("/fn/")?;
+    let target = rest.split('/').next()?;
+    target.replace("%24", "$").parse().ok()
+}
+
+fn denied(path: &str, message: String) -> Response {
+    if crate::lambda::is_lambda_path(path) {
+        LambdaError::new(StatusCode::FORBIDDEN, "AccessDeniedException", message).into_response()
+    } else {
+        ApiError::new(StatusCode::FORBIDDEN, "AccessDenied", message).into_response()
+    }
+}
+
+/// The middleware.
+pub async fn authenticate(State(p): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return next.run(req).await;
+    }
+    if let Some(t) = url_target(path)
+        && p.url_config(&t.name, &t.qualifier)
+            .is_some_and(|c| c.auth_type == UrlAuthType::None)
+    {
+        return next.run(req).await;
+    }
+    let path = path.to_owned();
+    let authorization = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let result = match authorization.as_deref() {
+        None => Err(AuthError::Missing),
+        Some(a) if a.starts_with("Bearer ") => {
+            let token = a["Bearer ".len()..].trim();
+            p.keys().verify_bearer(token).map(|id| (id, req))
+        }
+        Some(a) if a.starts_with(sigv4::ALGORITHM) => {
+            let (parts, body) = req.into_parts();
+            let bytes = match read_limited(&parts.headers, body, MAX_UPLOAD_BODY_BYTES).await {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
+            };
+            let hash = sigv4::sha256_hex(&bytes);
+            let headers: Vec<(&str, &str)> = parts
+                .headers
+                .iter()
+                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+                .collect();
+            let request = RequestParts {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query: parts.uri.query(),
+                headers: &headers,
+                payload_sha256_hex: &hash,
+            };
+            let verified = p.keys().verify_signature(&request, now_unix());
+            drop(headers);
+            verified.map(|id| (id, Request::from_parts(parts, Body::from(bytes))))
+        }
+        Some(_) => Err(AuthError::Missing),
+    };
+    match result {
+        Ok((id, mut req)) => {
+            req.extensions_mut().insert(Caller(id));
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::debug!(path = %path, error = %e, "request refused");
+            denied(&path, e.to_string())
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `/v1/keys`: the access keys that sign requests (SigV4) or serve as bearer tokens.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use lambent_control::ControlError;
+use lambent_store::AccessKeyRow;
+use serde::{Deserialize, Serialize};
+
+use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
+use crate::{ApiError, AppState};
+
+/// Longest key description, in characters.
+const MAX_KEY_DESCRIPTION_CHARS: usize = 256;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    description: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    access_key_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    secret_access_key: String,
+    description: String,
+    created: String,
+    admin: bool,
+}
+
+impl From<AccessKeyRow> for KeyView {
+    fn from(k: AccessKeyRow) -> Self {
+        Self {
+            access_key_id: k.id,
+            secret_access_key: k.secret,
+            description: k.description,
+            created: k.created,
+            admin: k.admin,
+        }
+    }
+}
+
+/// `POST /v1/keys`: a new key; its secret is shown this once.
+pub async fn create(
+    State(p): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: CreateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CreateKey::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let description = req.description.unwrap_or_default();
+    if description.chars().count() > MAX_KEY_DESCRIPTION_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the description is longer than {MAX_KEY_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    let key = p.keys().create(&description).map_err(ControlError::from)?;
+    Ok((StatusCode::CREATED, Json(KeyView::from(key))).into_response())
+}
+
+/// `GET /v1/keys`: every key, without secrets.
+pub async fn list(State(p): State<AppState>) -> Result<Response, ApiError> {
+    let keys: Vec<KeyView> = p
+        .keys()
+        .list()
+        .map_err(ControlError::from)?
+        .into_iter()
+        .map(KeyView::from)
+        .collect();
+    Ok(Json(serde_json::json!({ "keys": keys })).into_response())
+}
+
+/// `DELETE /v1/keys/{id}`: revoke a key at once (not the last one).
+pub async fn revoke(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    p.keys().revoke(&id).map_err(ControlError::from)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

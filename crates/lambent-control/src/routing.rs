@@ -1,0 +1,482 @@
+//! The parts of the control plane that sit around a version: aliases and their weighted routing,
+//! reserved concurrency, function URL configurations, account settings, access keys, and
+//! asynchronous (`Event`) invocations.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use lambent_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_CODE_BYTES, MAX_UNZIPPED_CODE_BYTES};
+use lambent_core::{
+    Alias, AliasName, FunctionName, FunctionUrlConfig, InvokeError, Qualifier, Selector,
+    UrlAuthType,
+};
+use lambent_store::AccountUsage;
+use lambent_store::metadata::now_rfc3339;
+
+use crate::auth::{Bootstrap, KeyRing};
+use crate::platform::{ControlError, InvokeOptions, Platform, new_id, now_ms};
+
+/// Attempts of an asynchronous invocation that fails (Lambda's default: the call and two retries).
+const EVENT_ATTEMPTS: u32 = 3;
+/// Wait before the first retry of a failed asynchronous invocation (Lambda waits about a minute).
+const EVENT_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// Oldest an asynchronous event may get while it waits for a concurrency slot (Lambda's 6 h).
+const EVENT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+/// Longest wait between two tries of a throttled event.
+const EVENT_MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
+/// What a caller may change on an alias; absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct AliasUpdate {
+    /// The main version.
+    pub version: Option<Qualifier>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Replaces the weighted routing.
+    pub additional_weights: Option<BTreeMap<u32, f64>>,
+}
+
+/// Limits and usage of this install, for `GetAccountSettings`.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountSettings {
+    /// Concurrent executions the account may have.
+    pub concurrent_executions: u32,
+    /// What functions without a reservation share.
+    pub unreserved_concurrent_executions: u32,
+    /// Largest code upload.
+    pub code_size_zipped: u64,
+    /// Largest unzipped package.
+    pub code_size_unzipped: u64,
+    /// What the account holds.
+    pub usage: AccountUsage,
+    /// Bytes free for code where the data directory lives.
+    pub code_storage_free: u64,
+}
+
+fn alias_not_found(name: &FunctionName, alias: &AliasName) -> ControlError {
+    ControlError::NotFound(format!("alias {alias} of function {name} does not exist"))
+}
+
+impl Platform {
+    /// The region requests are signed for and ARNs name.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The access keys.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// What the first start did about the admin key.
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
+    // ----- aliases and routing ----------------------------------------------------------
+
+    fn cached_alias(
+        &self,
+        name: &FunctionName,
+        alias: &AliasName,
+    ) -> Result<Arc<Alias>, ControlError> {
+        let key = (name.clone(), alias.clone());
+        if let Some(a) = self.aliases.read().get(&key) {
+            return Ok(a.clone());
+        }
+        let a = self
+            .metadata
+            .alias(name, alias)?
+            .ok_or_else(|| alias_not_found(name, alias))?;
+        let a = Arc::new(a);
+        self.aliases.write().insert(key, a.clone());
+        Ok(a)
+    }
+
+    /// The version a call to `name:selector` runs: the version itself, or for an alias one of its
+    /// versions, picked by its weights.
+    pub fn route(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+    ) -> Result<Qualifier, ControlError> {
+        match selector {
+            Selector::Version(q) => Ok(*q),
+            Selector::Alias(a) => Ok(self.cached_alias(name, a)?.pick(fastrand::f64())),
+        }
+    }
+
+    /// The version `selector` names for reading its configuration: for an alias, its main version.
+    pub fn main_version(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+    ) -> Result<Qualifier, ControlError> {
+        match selector {
+            Selector::Version(q) => Ok(*q),
+            Selector::Alias(a) => Ok(self.cached_alias(name, a)?.version),
+        }
+    }
+
+    /// Creates an alias.
+    pub async fn create_alias(
+        &self,
+        name: &FunctionName,
+        alias: AliasName,
+        version: Qualifier,
+        description: String,
+        additional_weights: BTreeMap<u32, f64>,
+    ) -> Result<Alias, ControlError> {
+        check_description(&description)?;
+        let a = Alias {
+            function: name.clone(),
+            name: alias,
+            version,
+            description,
+            additional_weights,
+            revision_id: new_id(),
+        };
+        a.validate()?;
+        let _guard = self.writes.lock().await;
+        self.metadata.create_alias(&a)?;
+        self.aliases.write().remove(&(name.clone(), a.name.clone()));
+        Ok(a)
+    }
+
+    /// Changes an alias.
+    pub async fn update_alias(
+        &self,
+        name: &FunctionName,
+        alias: &AliasName,
+        update: AliasUpdate,
+    ) -> Result<Alias, ControlError> {
+        let _guard = self.writes.lock().await;
+        let mut a = self
+            .metadata
+            .alias(name, alias)?
+            .ok_or_else(|| alias_not_found(name, alias))?;
+        if let Some(v) = update.version {
+            a.version = v;
+        }
+        if let Some(d) = update.description {
+            check_description(&d)?;
+            a.description = d;
+        }
+        if let Some(w) = update.additional_weights {
+            a.additional_weights = w;
+        }
+        a.revision_id = new_id();
+        a.validate()?;
+        self.metadata.update_alias(&a)?;
+        self.aliases.write().remove(&(name.clone(), alias.clone()));
+        Ok(a)
+    }
+
+    /// One alias.
+    pub fn alias(&self, name: &FunctionName, alias: &AliasName) -> Result<Alias, ControlError> {
+        self.metadata
+            .alias(name, alias)?
+            .ok_or_else(|| alias_not_found(name, alias))
+    }
+
+    /// A function's aliases.
+    pub fn aliases(&self, name: &FunctionName) -> Result<Vec<Alias>, ControlError> {
+        self.get(name, Qualifier::Latest)?;
+        Ok(self.metadata.aliases(name)?)
+    }
+
+    /// Deletes an alias (and its function URL).
+    pub async fn delete_alias(
+        &self,
+        name: &FunctionName,
+        alias: &AliasName,
+    ) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        self.metadata.delete_alias(name, alias)?;
+        self.aliases.write().remove(&(name.clone(), alias.clone()));
+        self.urls
+            .write()
+            .remove(&(name.clone(), Some(alias.clone())));
+        Ok(())
+    }
+
+    /// Deletes one published version; refused while an alias routes to it.
+    pub async fn delete_version(
+        &self,
+        name: &FunctionName,
+        version: u32,
+    ) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        let sha = self.metadata.delete_version(name, version)?;
+        self.forget(name);
+        self.retire(name, Some(Qualifier::Version(version)));
+        self.collect_garbage([sha]);
+        Ok(())
+    }
+
+    // ----- concurrency ------------------------------------------------------------------
+
+    /// Reserves concurrency for a function (which also caps it there).
+    pub async fn put_reserved_concurrency(
+        &self,
+        name: &FunctionName,
+        reserved: u32,
+    ) -> Result<u32, ControlError> {
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        self.concurrency
+            .check_reservation(name, reserved)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        self.metadata.put_reserved_concurrency(name, reserved)?;
+        self.concurrency.set_reservation(name, Some(reserved));
+        Ok(reserved)
+    }
+
+    /// A function's reserved concurrency, if any.
+    pub fn reserved_concurrency(&self, name: &FunctionName) -> Result<Option<u32>, ControlError> {
+        self.get(name, Qualifier::Latest)?;
+        Ok(self.concurrency.reservation(name))
+    }
+
+    /// Removes a function's reservation.
+    pub async fn delete_reserved_concurrency(
+        &self,
+        name: &FunctionName,
+    ) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        self.metadata.delete_reserved_concurrency(name)?;
+        self.concurrency.set_reservation(name, None);
+        Ok(())
+    }
+
+    /// Limits and usage of this install.
+    pub fn account_settings(&self) -> Result<AccountSettings, ControlError> {
+        Ok(AccountSettings {
+            concurrent_executions: self.concurrency.account_limit(),
+            unreserved_concurrent_executions: self.concurrency.unreserved_limit(),
+            code_size_zipped: MAX_CODE_BYTES as u64,
+            code_size_unzipped: MAX_UNZIPPED_CODE_BYTES,
+            usage: self.metadata.account_usage()?,
+            code_storage_free: nix::sys::statvfs::statvfs(self.data_dir.as_path())
+                .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+                .unwrap_or(0),
+        })
+    }
+
+    // ----- function URLs ----------------------------------------------------------------
+
+    /// Creates (or, with `replace`, changes) a function URL configuration.
+    pub async fn put_url(
+        &self,
+        name: &FunctionName,
+        alias: Option<AliasName>,
+        auth_type: Option<UrlAuthType>,
+        cors: Option<serde_json::Value>,
+        replace: bool,
+    ) -> Result<FunctionUrlConfig, ControlError> {
+        let _guard = self.writes.lock().await;
+        let now = now_rfc3339();
+        let key = (name.clone(), alias.clone());
+        let config = if replace {
+            let mut c = self.metadata.url(name, alias.as_ref())?.ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "function {name} has no URL configuration for this qualifier"
+                ))
+            })?;
+            if let Some(a) = auth_type {
+                c.auth_type = a;
+            }
+            if cors.is_some() {
+                c.cors = cors;
+            }
+            c.last_modified = now;
+            c
+        } else {
+            let auth_type = auth_type.ok_or_else(|| {
+                ControlError::Invalid("AuthType is required: NONE or AWS_IAM".into())
+            })?;
+            FunctionUrlConfig {
+                function: name.clone(),
+                alias,
+                auth_type,
+                cors,
+                created: now.clone(),
+                last_modified: now,
+            }
+        };
+        self.metadata.put_url(&config, replace)?;
+        self.urls.write().insert(key, config.clone());
+        Ok(config)
+    }
+
+    /// A function URL configuration.
+    pub fn url(
+        &self,
+        name: &FunctionName,
+        alias: Option<&AliasName>,
+    ) -> Result<FunctionUrlConfig, ControlError> {
+        self.get(name, Qualifier::Latest)?;
+        self.metadata.url(name, alias)?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "function {name} has no URL configuration for this qualifier"
+            ))
+        })
+    }
+
+    /// Deletes a function URL configuration.
+    pub async fn delete_url(
+        &self,
+        name: &FunctionName,
+        alias: Option<&AliasName>,
+    ) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        self.metadata.delete_url(name, alias)?;
+        self.urls.write().remove(&(name.clone(), alias.cloned()));
+        Ok(())
+    }
+
+    /// The URL configuration that governs `/fn/name[:selector]`, from memory: unqualified (or
+    /// `$LATEST`) and alias URLs can have one; version numbers never do.
+    pub fn url_config(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+    ) -> Option<FunctionUrlConfig> {
+        let alias = match selector {
+            Selector::Version(Qualifier::Latest) => None,
+            Selector::Version(Qualifier::Version(_)) => return None,
+            Selector::Alias(a) => Some(a.clone()),
+        };
+        self.urls.read().get(&(name.clone(), alias)).cloned()
+    }
+
+    // ----- asynchronous invocations -----------------------------------------------------
+
+    /// Accepts an asynchronous invocation: checks the target and the payload, answers with the
+    /// request id, and runs the event in the background with Lambda's retry policy (a throttled
+    /// event waits for a slot; a failed one is tried again after a minute, then two). Failures
+    /// are counted in `/metrics`, logged with the id, and kept as invocation records.
+    pub fn invoke_event(
+        self: &Arc<Self>,
+        name: &FunctionName,
+        selector: &Selector,
+        payload: Bytes,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> Result<String, ControlError> {
+        if payload.len() > MAX_ASYNC_PAYLOAD_BYTES {
+            return Err(InvokeError::PayloadTooLarge {
+                limit: MAX_ASYNC_PAYLOAD_BYTES,
+            }
+            .into());
+        }
+        let qualifier = self.route(name, selector)?;
+        self.get(name, qualifier)?;
+        let id = new_id();
+        self.events_accepted.fetch_add(1, Ordering::Relaxed);
+        let platform = self.clone();
+        let (name, selector, event_id) = (name.clone(), selector.clone(), id.clone());
+        tokio::spawn(async move {
+            platform
+                .run_event(name, selector, payload, headers, event_id)
+                .await;
+        });
+        Ok(id)
+    }
+
+    async fn run_event(
+        self: Arc<Self>,
+        name: FunctionName,
+        selector: Selector,
+        payload: Bytes,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+        id: String,
+    ) {
+        let accepted_ms = now_ms();
+        let mut attempt = 1;
+        let mut throttle_wait = Duration::from_millis(100);
+        loop {
+            let mut builder = http::Request::builder()
+                .method(http::Method::POST)
+                .uri("/")
+                .header(http::header::CONTENT_TYPE, "application/json");
+            for (k, v) in &headers {
+                builder = builder.header(k, v);
+            }
+            let Ok(request) = builder.body(Full::new(payload.clone())) else {
+                tracing::error!(event = %id, "cannot build the event request; dropped");
+                self.events_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let options = InvokeOptions {
+                script_name: format!("/fn/{name}"),
+                remote_addr: None,
+                request_id: Some(id.clone()),
+            };
+            let failure = match self.invoke(&name, &selector, request, options).await {
+                Ok(served) => {
+                    let error = served.function_error.clone();
+                    // Drain the body so that a streaming guest runs to its end.
+                    let _ = served.response.into_body().collect().await;
+                    match error {
+                        None => return,
+                        Some(e) => format!("function error {e}"),
+                    }
+                }
+                Err(f) => match f.error {
+                    ControlError::Invoke(InvokeError::Throttled(_)) => {
+                        let age = Duration::from_millis(
+                            u64::try_from(now_ms() - accepted_ms).unwrap_or(0),
+                        );
+                        if age > EVENT_MAX_AGE {
+                            tracing::warn!(event = %id, function = %name, "event dropped: throttled for longer than its maximum age of 6 h");
+                            self.events_failed.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        tokio::time::sleep(throttle_wait).await;
+                        throttle_wait = (throttle_wait * 2).min(EVENT_MAX_THROTTLE_WAIT);
+                        continue;
+                    }
+                    ControlError::NotFound(why) => {
+                        tracing::warn!(event = %id, function = %name, "event dropped: {why}");
+                        self.events_failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    other => other.to_string(),
+                },
+            };
+            if attempt >= EVENT_ATTEMPTS {
+                tracing::warn!(event = %id, function = %name, attempts = attempt, "event failed every attempt: {failure}");
+                self.events_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tracing::info!(event = %id, function = %name, attempt, "event failed, retrying: {failure}");
+            tokio::time::sleep(EVENT_RETRY_DELAY * attempt).await;
+            attempt += 1;
+        }
+    }
+
+    /// Checks that `name:selector` could be invoked (Lambda's `DryRun`); returns the version.
+    pub fn check_invoke(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+    ) -> Result<Qualifier, ControlError> {
+        let q = self.main_version(name, selector)?;
+        self.get(name, q)?;
+        Ok(q)
+    }
+}
+
+fn check_description(d: &str) -> Result<(), ControlError> {
+    let chars = d.chars().count();
+    if chars > lambent_core::limits::MAX_DESCRIPTION_CHARS {
+        return Err(lambent_core::ConfigError::DescriptionTooLong(chars).into());
+    }
+    Ok(())
+}
