@@ -362,6 +362,13 @@ class LambdaApi(unittest.TestCase):
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEY_ID}:{SECRET}"})
         with urllib.request.urlopen(req) as r:
             self.assertEqual(r.status, 201)
+        # A browser's CORS preflight carries no credentials; lambent answers it itself.
+        pre = urllib.request.Request(url, method="OPTIONS", headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+        with urllib.request.urlopen(pre) as r:
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+            self.assertEqual(r.read(), b"", "the function is not called")
         l.delete_function_url_config(FunctionName="web")
         with self.assertRaises(l.exceptions.ResourceNotFoundException):
             l.get_function_url_config(FunctionName="web")

@@ -47,10 +47,16 @@ pub async fn authenticate(State(p): State<AppState>, req: Request, next: Next) -
         return next.run(req).await;
     }
     if let Some(t) = url_target(path)
-        && p.url_config(&t.name, &t.qualifier)
-            .is_some_and(|c| c.auth_type == UrlAuthType::None)
+        && let Some(config) = p.url_config(&t.name, &t.qualifier)
     {
-        return next.run(req).await;
+        // A public URL needs no key; nor does a CORS preflight (browsers send it without
+        // credentials), which the handler answers from the URL's CORS settings.
+        let preflight = req.method() == http::Method::OPTIONS
+            && config.cors.is_some()
+            && req.headers().contains_key("access-control-request-method");
+        if config.auth_type == UrlAuthType::None || preflight {
+            return next.run(req).await;
+        }
     }
     let path = path.to_owned();
     let authorization = req

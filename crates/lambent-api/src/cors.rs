@@ -79,16 +79,20 @@ impl Cors {
             .flatten()
     }
 
-    /// The headers of the answer to a preflight request, or `None` when `headers` are not a
-    /// preflight (an `OPTIONS` with `Origin` and `Access-Control-Request-Method`).
+    /// The headers of the answer to a preflight request, or `None` when the request is not a
+    /// preflight (an `OPTIONS` with `Access-Control-Request-Method`).
     pub fn preflight(&self, method: &Method, headers: &HeaderMap) -> Option<HeaderMap> {
         if method != Method::OPTIONS || !headers.contains_key("access-control-request-method") {
             return None;
         }
-        let origin = headers.get(http::header::ORIGIN)?.to_str().ok()?;
         let mut out = HeaderMap::new();
         out.insert(http::header::VARY, HeaderValue::from_static("Origin"));
-        let Some(allowed) = self.allowed_origin(origin) else {
+        let origin = headers
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
+        // A preflight is answered here even when the origin is missing or not allowed (then
+        // without the allow headers): it never reaches the function.
+        let Some(allowed) = origin.and_then(|o| self.allowed_origin(o)) else {
             return Some(out);
         };
         out.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);

@@ -112,8 +112,7 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
     let rest = rest.to_owned();
     let cors = p
         .url_config(&target.name, &target.qualifier)
-        .and_then(|c| c.cors)
-        .and_then(|c| Cors::parse(&c).ok());
+        .and_then(|c| c.cors.as_ref().and_then(|c| Cors::parse(c).ok()));
     if let Some(headers) = cors
         .as_ref()
         .and_then(|c| c.preflight(&parts.method, &parts.headers))

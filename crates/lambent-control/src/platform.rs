@@ -255,7 +255,7 @@ pub struct Platform {
     pub(crate) bootstrap: Bootstrap,
     pub(crate) concurrency: Concurrency,
     pub(crate) aliases: RwLock<HashMap<(FunctionName, AliasName), Arc<Alias>>>,
-    pub(crate) urls: RwLock<HashMap<(FunctionName, Option<AliasName>), FunctionUrlConfig>>,
+    pub(crate) urls: RwLock<HashMap<(FunctionName, Option<AliasName>), Arc<FunctionUrlConfig>>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -309,7 +309,7 @@ impl Platform {
         let urls = metadata
             .urls()?
             .into_iter()
-            .map(|u| ((u.function.clone(), u.alias.clone()), u))
+            .map(|u| ((u.function.clone(), u.alias.clone()), Arc::new(u)))
             .collect();
         Ok(Self {
             keys,

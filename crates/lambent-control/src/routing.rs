@@ -310,7 +310,7 @@ impl Platform {
             }
         };
         self.metadata.put_url(&config, replace)?;
-        self.urls.write().insert(key, config.clone());
+        self.urls.write().insert(key, Arc::new(config.clone()));
         Ok(config)
     }
 
@@ -347,7 +347,7 @@ impl Platform {
         &self,
         name: &FunctionName,
         selector: &Selector,
-    ) -> Option<FunctionUrlConfig> {
+    ) -> Option<Arc<FunctionUrlConfig>> {
         let alias = match selector {
             Selector::Version(Qualifier::Latest) => None,
             Selector::Version(Qualifier::Version(_)) => return None,
