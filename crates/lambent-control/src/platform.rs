@@ -255,8 +255,11 @@ pub struct Platform {
     pub(crate) bootstrap: Bootstrap,
     pub(crate) concurrency: Concurrency,
     pub(crate) aliases: RwLock<HashMap<(FunctionName, AliasName), Arc<Alias>>>,
-    pub(crate) urls: RwLock<HashMap<(FunctionName, Option<AliasName>), Arc<FunctionUrlConfig>>>,
+    pub(crate) urls: RwLock<HashMap<UrlKey, Arc<FunctionUrlConfig>>>,
 }
+
+/// A function URL configuration's key: the function, and the alias for an alias's URL.
+pub(crate) type UrlKey = (FunctionName, Option<AliasName>);
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
