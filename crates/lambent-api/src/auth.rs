@@ -2,6 +2,8 @@
 //! (service `lambda`, the server's region) or `Authorization: Bearer ACCESS_KEY_ID:SECRET`.
 //! Signed requests have their body read here (the signature covers its hash) and handed on.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -9,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use lambent_control::auth::AuthError;
 use lambent_core::sigv4::{self, RequestParts};
-use lambent_core::{Target, UrlAuthType};
+use lambent_core::{FunctionUrlConfig, Target, UrlAuthType};
 
 use crate::body::{MAX_UPLOAD_BODY_BYTES, read_limited};
 use crate::error::LambdaError;
@@ -40,24 +42,37 @@ fn denied(path: &str, message: String) -> Response {
     }
 }
 
+/// A function URL's target and configuration, looked up once here and reused by the handler.
+#[derive(Debug, Clone)]
+pub(crate) struct UrlRoute {
+    /// The function and version or alias.
+    pub target: Target,
+    /// Its URL configuration, if it has one.
+    pub config: Option<Arc<FunctionUrlConfig>>,
+}
+
 /// The middleware.
-pub async fn authenticate(State(p): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn authenticate(State(p): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path == "/healthz" {
         return next.run(req).await;
     }
-    if let Some(t) = url_target(path)
-        && let Some(config) = p.url_config(&t.name, &t.qualifier)
-    {
+    if let Some(target) = url_target(path) {
+        let config = p.url_config(&target.name, &target.qualifier);
         // A public URL needs no key; nor does a CORS preflight (browsers send it without
         // credentials), which the handler answers from the URL's CORS settings.
-        let preflight = req.method() == http::Method::OPTIONS
-            && config.cors.is_some()
-            && req.headers().contains_key("access-control-request-method");
-        if config.auth_type == UrlAuthType::None || preflight {
+        let open = config.as_ref().is_some_and(|c| {
+            let preflight = req.method() == http::Method::OPTIONS
+                && c.cors.is_some()
+                && req.headers().contains_key("access-control-request-method");
+            c.auth_type == UrlAuthType::None || preflight
+        });
+        req.extensions_mut().insert(UrlRoute { target, config });
+        if open {
             return next.run(req).await;
         }
     }
+    let path = req.uri().path();
     let path = path.to_owned();
     let authorization = req
         .headers()
@@ -93,7 +108,9 @@ pub async fn authenticate(State(p): State<AppState>, req: Request, next: Next) -
             drop(headers);
             verified.map(|id| (id, Request::from_parts(parts, Body::from(bytes))))
         }
-        Some(_) => Err(AuthError::Missing),
+        Some(other) => Err(AuthError::UnsupportedScheme(
+            other.split_whitespace().next().unwrap_or("").to_owned(),
+        )),
     };
     match result {
         Ok((id, mut req)) => {

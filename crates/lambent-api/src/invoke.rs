@@ -15,6 +15,7 @@ use lambent_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use lambent_core::{RuntimeFamily, Target};
 use serde::Deserialize;
 
+use crate::auth::UrlRoute;
 use crate::body::{declared_length, discard, read_limited};
 use crate::cors::Cors;
 use crate::url_event;
@@ -96,22 +97,30 @@ fn split_function_path(path: &str) -> Option<(&str, &str)> {
 /// configuration, if any, answers preflights and decorates responses.
 pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
     let remote = remote_addr(&req);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let Some((raw_target, rest)) = split_function_path(parts.uri.path()) else {
         return ApiError::bad_request("function URLs have the form /fn/NAME[:VERSION]/PATH")
             .into_response();
     };
     let raw_target = raw_target.replace("%24", "$");
-    let target: Target = match raw_target.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", format!("{e}"))
-                .into_response();
-        }
-    };
     let rest = rest.to_owned();
-    let cors = p
-        .url_config(&target.name, &target.qualifier)
+    // The authentication layer has parsed the target and found its URL configuration already.
+    let route = match parts.extensions.remove::<UrlRoute>() {
+        Some(r) => r,
+        None => match raw_target.parse::<Target>() {
+            Ok(target) => UrlRoute {
+                config: p.url_config(&target.name, &target.qualifier),
+                target,
+            },
+            Err(e) => {
+                return ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", format!("{e}"))
+                    .into_response();
+            }
+        },
+    };
+    let target = route.target;
+    let cors = route
+        .config
         .and_then(|c| c.cors.as_ref().and_then(|c| Cors::parse(c).ok()));
     if let Some(headers) = cors
         .as_ref()

@@ -30,6 +30,11 @@ pub enum AuthError {
         "the request carries no credentials; sign it with AWS Signature Version 4 (service lambda) or send Authorization: Bearer ACCESS_KEY_ID:SECRET"
     )]
     Missing,
+    /// an `Authorization` scheme lambent does not take
+    #[error(
+        "the Authorization scheme {0:?} is not supported; use AWS4-HMAC-SHA256 (SigV4) or Bearer ACCESS_KEY_ID:SECRET"
+    )]
+    UnsupportedScheme(String),
     /// the SigV4 check failed
     #[error(transparent)]
     Signature(#[from] SigError),

@@ -36,6 +36,17 @@ async fn calls_without_a_valid_key_are_refused() {
         .expect("call");
     let m = expect_error(r, 403, "AccessDenied").await;
     assert!(m.contains("ACCESS_KEY_ID:SECRET"), "{m}");
+    let r = anonymous
+        .get(s.url("/v1/functions"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .expect("call");
+    let m = expect_error(r, 403, "AccessDenied").await;
+    assert!(
+        m.contains("\"Basic\" is not supported") && !m.contains("dXNlcjpwYXNz"),
+        "{m}"
+    );
     // The Lambda API answers in Lambda's error shape.
     let r = anonymous
         .get(s.url("/2015-03-31/functions/"))
