@@ -144,7 +144,8 @@ pub async fn function_url(State(p): State<AppState>, req: Request) -> Response {
     let result = if family == RuntimeFamily::Wasm {
         url_wasm(&p, &target, &raw_target, &rest, parts, body, remote).await
     } else {
-        url_event_call(&p, &target, &rest, parts, body, remote).await
+        // Boxed so that its large state does not grow every wasm call's future.
+        Box::pin(url_event_call(&p, &target, &rest, parts, body, remote)).await
     };
     let mut response = match result {
         Ok(served) => served_response(served, log_tail),

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Two lambent binaries side by side on the wasm hello function: `python3 bench/ab.py OLD NEW`.
+
+Both serve `examples/hello-c/hello.wasm` as a public function URL; oha alternates between them
+(ROUNDS rounds of SECONDS_PER_POINT s, CONNECTIONS connections) so drift hits both alike. Prints
+req/s and latency per binary and the ratio NEW/OLD. For A/B checks of changes on the hot path.
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECONDS = os.environ.get("SECONDS_PER_POINT", "8")
+ROUNDS = int(os.environ.get("ROUNDS", "4"))
+CONNECTIONS = os.environ.get("CONNECTIONS", "32")
+KEY = {"LAMBENT_ACCESS_KEY_ID": "LKBENCHADMIN00000001",
+       "LAMBENT_SECRET_ACCESS_KEY": "bench-secret-0123456789abcdefghijklmnopq"}
+
+
+def serve(binary, work):
+    data = tempfile.mkdtemp(dir=work)
+    proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, RUST_LOG="warn", **KEY))
+    base = re.search(r"(http://\S+)", proc.stdout.readline()).group(1)
+    hello = os.path.join(ROOT, "examples", "hello-c", "hello.wasm")
+    deploy = [binary, "--endpoint", base, "deploy", "hello", hello]
+    # Binaries from before access keys (issue 4) have no --public and need no key.
+    help_text = subprocess.run([binary, "deploy", "--help"], capture_output=True, text=True).stdout
+    if "--public" in help_text:
+        deploy.append("--public")
+    subprocess.run(deploy, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, **KEY))
+    return proc, base + "/fn/hello/"
+
+
+def oha(url):
+    out = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-z", SECONDS + "s",
+                          "-c", CONNECTIONS, url], check=True, capture_output=True, text=True)
+    j = json.loads(out.stdout)
+    assert set(j.get("statusCodeDistribution", {})) <= {"200"}, j["statusCodeDistribution"]
+    return j["summary"]["requestsPerSec"], j["latencyPercentiles"]["p50"] * 1e3, \
+        j["latencyPercentiles"]["p99"] * 1e3
+
+
+def main():
+    old, new = sys.argv[1], sys.argv[2]
+    work = tempfile.mkdtemp(prefix="lambent-ab-")
+    servers = {"old": serve(old, work), "new": serve(new, work)}
+    try:
+        for _, url in servers.values():
+            oha(url)  # warm up
+        runs = {k: [] for k in servers}
+        for _ in range(ROUNDS):
+            for k, (_, url) in servers.items():
+                runs[k].append(oha(url))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait()
+    med = lambda k, i: statistics.median(r[i] for r in runs[k])
+    print("| binary | req/s (median of %d) | p50 ms | p99 ms | per-round req/s |" % ROUNDS)
+    print("| --- | --- | --- | --- | --- |")
+    for k, path in (("old", old), ("new", new)):
+        print("| %s `%s` | %.0f | %.3f | %.3f | %s |" % (
+            k, path, med(k, 0), med(k, 1), med(k, 2),
+            ", ".join("%.0f" % r[0] for r in runs[k])))
+    print("\nnew/old req/s: %.3f" % (med("new", 0) / med("old", 0)))
+
+
+if __name__ == "__main__":
+    main()
