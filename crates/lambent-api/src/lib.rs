@@ -16,6 +16,7 @@ mod functions;
 mod invoke;
 mod keys;
 pub mod lambda;
+mod routing;
 pub mod url_event;
 
 use std::net::SocketAddr;
@@ -76,6 +77,19 @@ pub fn router(platform: Arc<Platform>) -> Router {
             put(functions::put_url)
                 .get(functions::get_url)
                 .delete(functions::delete_url),
+        )
+        .route("/v1/functions/{name}/aliases", get(routing::list_aliases))
+        .route(
+            "/v1/functions/{name}/aliases/{alias}",
+            put(routing::put_alias)
+                .get(routing::get_alias)
+                .delete(routing::delete_alias),
+        )
+        .route(
+            "/v1/functions/{name}/concurrency",
+            put(routing::put_concurrency)
+                .get(routing::get_concurrency)
+                .delete(routing::delete_concurrency),
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))

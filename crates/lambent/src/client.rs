@@ -123,6 +123,31 @@ fn function_table(items: &[Value]) -> Table {
     t
 }
 
+fn alias_table(items: &[Value]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["ALIAS", "VERSION", "WEIGHTS", "DESCRIPTION"]);
+    for a in items {
+        let weights = a
+            .get("additional_weights")
+            .and_then(Value::as_object)
+            .map(|w| {
+                w.iter()
+                    .map(|(v, share)| format!("{v}={share}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        t.add_row([
+            text(a, "name"),
+            text(a, "version"),
+            weights,
+            text(a, "description"),
+        ]);
+    }
+    t
+}
+
 fn detail_table(f: &Value) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
@@ -619,6 +644,100 @@ pub async fn run(
             Ok(())
         }
         Command::Keys { command } => keys(&api, json, command).await,
+        Command::Alias {
+            name,
+            alias,
+            version,
+            weight,
+            description,
+        } => {
+            let mut weights = serde_json::Map::new();
+            for w in &weight {
+                let (v, share) = w.split_once('=').ok_or_else(|| {
+                    anyhow!("--weight takes VERSION=SHARE, e.g. 2=0.1; got {w:?}")
+                })?;
+                let share: f64 = share
+                    .parse()
+                    .map_err(|_| anyhow!("the share in --weight {w:?} is not a number"))?;
+                weights.insert(v.to_owned(), share.into());
+            }
+            let body = serde_json::json!({
+                "version": version,
+                "description": description,
+                "weights": weights,
+            });
+            let a = api
+                .json(
+                    api.http
+                        .put(api.url(&format!("/v1/functions/{name}/aliases/{alias}")))
+                        .json(&body),
+                )
+                .await?;
+            if json {
+                return print_json(&a);
+            }
+            println!("{}", alias_table(std::slice::from_ref(&a)));
+            Ok(())
+        }
+        Command::Aliases { name } => {
+            let v = api
+                .json(
+                    api.http
+                        .get(api.url(&format!("/v1/functions/{name}/aliases"))),
+                )
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            let items = v
+                .get("aliases")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            println!("{}", alias_table(&items));
+            Ok(())
+        }
+        Command::Unalias { name, alias } => {
+            api.json(
+                api.http
+                    .delete(api.url(&format!("/v1/functions/{name}/aliases/{alias}"))),
+            )
+            .await?;
+            if !json {
+                println!("deleted alias {alias} of {name}");
+            }
+            Ok(())
+        }
+        Command::Concurrency {
+            name,
+            reserved,
+            clear,
+        } => {
+            let url = api.url(&format!("/v1/functions/{name}/concurrency"));
+            let v = match (reserved, clear) {
+                (Some(n), _) => {
+                    api.json(
+                        api.http
+                            .put(url)
+                            .json(&serde_json::json!({ "reserved": n })),
+                    )
+                    .await?
+                }
+                (None, true) => {
+                    api.json(api.http.delete(url)).await?;
+                    serde_json::json!({ "reserved": null })
+                }
+                (None, false) => api.json(api.http.get(url)).await?,
+            };
+            if json {
+                return print_json(&v);
+            }
+            match v.get("reserved").and_then(Value::as_u64) {
+                Some(n) => println!("{name}: {n} reserved concurrent executions"),
+                None => println!("{name}: no reservation (shares the account's unreserved pool)"),
+            }
+            Ok(())
+        }
     }
 }
 

@@ -97,6 +97,43 @@ enum Command {
         #[arg(long)]
         invocation: Option<String>,
     },
+    /// Point an alias at a version; `--weight 2=0.1` sends a share of the calls to another one.
+    Alias {
+        /// The function.
+        name: String,
+        /// The alias (letters, digits, '-', '_'; not only digits).
+        alias: String,
+        /// The version it points at: a number, or $LATEST.
+        version: String,
+        /// VERSION=SHARE: a published version that takes SHARE (0.0-1.0) of the calls.
+        #[arg(long, value_name = "VERSION=SHARE")]
+        weight: Vec<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List a function's aliases.
+    Aliases {
+        /// The function.
+        name: String,
+    },
+    /// Delete an alias.
+    Unalias {
+        /// The function.
+        name: String,
+        /// The alias.
+        alias: String,
+    },
+    /// Show, set (`lambent concurrency NAME 5`) or clear (`--clear`) reserved concurrency.
+    Concurrency {
+        /// The function.
+        name: String,
+        /// Calls the function may run at once (reserved for it, and its cap); 0 stops it.
+        reserved: Option<u32>,
+        /// Give the reservation back to the shared pool.
+        #[arg(long, conflicts_with = "reserved")]
+        clear: bool,
+    },
     /// Manage access keys (SigV4 signing keys and bearer tokens).
     Keys {
         #[command(subcommand)]

@@ -209,3 +209,76 @@ async fn a_first_start_generates_an_admin_key_file() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn aliases_split_traffic_and_reservations_throttle_through_the_native_api() {
+    let s = Server::start().await;
+    s.deploy("hello", "hello-c", &["--env", "ROUND=1"]);
+    s.cli_ok(&["publish", "hello"]);
+    s.deploy("hello", "hello-c", &["--env", "ROUND=2"]);
+    s.cli_ok(&["publish", "hello"]);
+    let out = s.cli_ok(&["alias", "hello", "live", "1", "--weight", "2=0.5"]);
+    assert!(out.contains("live") && out.contains("2=0.5"), "{out}");
+    let client = crate::harness::client();
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..60 {
+        let r = client
+            .get(s.url("/fn/hello:live/"))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
+        let v = r.headers()["x-lambent-version"]
+            .to_str()
+            .expect("text")
+            .to_owned();
+        *seen.entry(v).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["1", "2"],
+        "both versions take calls: {seen:?}"
+    );
+    // A version an alias routes to stays; bad weights are refused.
+    let out = s.cli(&["alias", "hello", "live", "1", "--weight", "2=1.5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+    let out = s.cli(&["alias", "hello", "live", "1", "--weight", "1=0.5"]);
+    assert!(!out.status.success());
+    s.cli_ok(&["alias", "hello", "live", "2"]);
+    let r = client
+        .post(s.url("/v1/functions/hello/invoke?qualifier=live"))
+        .body("{}")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.headers()["x-lambent-version"], "2");
+    assert!(s.cli_ok(&["aliases", "hello"]).contains("live"));
+    s.cli_ok(&["unalias", "hello", "live"]);
+    let r = client
+        .get(s.url("/fn/hello:live/"))
+        .send()
+        .await
+        .expect("call");
+    expect_error(r, 404, "ResourceNotFound").await;
+
+    // Reserved concurrency 0 stops the function with 429 and Retry-After; clearing restores it.
+    assert!(
+        s.cli_ok(&["concurrency", "hello", "0"])
+            .contains("0 reserved")
+    );
+    let r = client.get(s.url("/fn/hello/")).send().await.expect("call");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let m = expect_error(r, 429, "TooManyRequests").await;
+    assert!(m.contains("reserved concurrency of 0"), "{m}");
+    let out = s.cli(&["concurrency", "hello", "950"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 100 must stay unreserved"));
+    assert!(
+        s.cli_ok(&["concurrency", "hello", "--clear"])
+            .contains("no reservation")
+    );
+    let r = client.get(s.url("/fn/hello/")).send().await.expect("call");
+    assert_eq!(r.status(), 200);
+    assert!(s.metric("lambent_throttles_total").await >= 1);
+}

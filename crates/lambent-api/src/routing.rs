@@ -1,0 +1,134 @@
+//! `/v1/functions/{name}/aliases` and `/v1/functions/{name}/concurrency`: aliases with weighted
+//! routing and reserved concurrency in the native API (the Lambda API has the same through
+//! `CreateAlias` and `PutFunctionConcurrency`).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use lambent_control::AliasUpdate;
+use lambent_core::{AliasName, Qualifier};
+use serde::Deserialize;
+
+use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
+use crate::functions::name;
+use crate::{ApiError, AppState};
+
+fn alias_name(raw: &str) -> Result<AliasName, ApiError> {
+    AliasName::new(raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutAlias {
+    /// The main version: a number or `$LATEST`.
+    version: String,
+    description: Option<String>,
+    /// Published versions that take a share of the calls: `{"2": 0.1}`.
+    weights: Option<BTreeMap<String, f64>>,
+}
+
+/// `PUT /v1/functions/{name}/aliases/{alias}`: create the alias or point it elsewhere.
+pub async fn put_alias(
+    State(p): State<AppState>,
+    Path((raw, alias)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let alias = alias_name(&alias)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PutAlias = parse_json(&bytes)?;
+    let version: Qualifier = req.version.parse().map_err(|e: lambent_core::NameError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
+    })?;
+    let weights = lambent_core::alias::parse_weights(&req.weights.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let exists = p.aliases(&fname)?.iter().any(|a| a.name == alias);
+    let (a, status) = if exists {
+        let update = AliasUpdate {
+            version: Some(version),
+            description: req.description,
+            additional_weights: Some(weights),
+        };
+        (
+            p.update_alias(&fname, &alias, update).await?,
+            StatusCode::OK,
+        )
+    } else {
+        let description = req.description.unwrap_or_default();
+        let a = p
+            .create_alias(&fname, alias, version, description, weights)
+            .await?;
+        (a, StatusCode::CREATED)
+    };
+    Ok((status, Json(a)).into_response())
+}
+
+/// `GET /v1/functions/{name}/aliases`.
+pub async fn list_aliases(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let aliases = p.aliases(&name(&raw)?)?;
+    Ok(Json(serde_json::json!({ "aliases": aliases })).into_response())
+}
+
+/// `GET /v1/functions/{name}/aliases/{alias}`.
+pub async fn get_alias(
+    State(p): State<AppState>,
+    Path((raw, alias)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(p.alias(&name(&raw)?, &alias_name(&alias)?)?).into_response())
+}
+
+/// `DELETE /v1/functions/{name}/aliases/{alias}`.
+pub async fn delete_alias(
+    State(p): State<AppState>,
+    Path((raw, alias)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    p.delete_alias(&name(&raw)?, &alias_name(&alias)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutConcurrency {
+    reserved: u32,
+}
+
+/// `PUT /v1/functions/{name}/concurrency` `{"reserved": N}`: reserve (and cap) concurrency.
+pub async fn put_concurrency(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PutConcurrency = parse_json(&bytes)?;
+    let n = p.put_reserved_concurrency(&fname, req.reserved).await?;
+    Ok(Json(serde_json::json!({ "reserved": n })).into_response())
+}
+
+/// `GET /v1/functions/{name}/concurrency`: `{"reserved": N}` or `{"reserved": null}`.
+pub async fn get_concurrency(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let n = p.reserved_concurrency(&name(&raw)?)?;
+    Ok(Json(serde_json::json!({ "reserved": n })).into_response())
+}
+
+/// `DELETE /v1/functions/{name}/concurrency`: back to the shared pool.
+pub async fn delete_concurrency(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    p.delete_reserved_concurrency(&name(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
