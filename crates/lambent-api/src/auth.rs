@@ -86,6 +86,14 @@ pub async fn authenticate(State(p): State<AppState>, mut req: Request, next: Nex
             p.keys().verify_bearer(token).map(|id| (id, req))
         }
         Some(a) if a.starts_with(sigv4::ALGORITHM) => {
+            let amz_date = req
+                .headers()
+                .get("x-amz-date")
+                .and_then(|v| v.to_str().ok());
+            if let Err(e) = p.keys().precheck_signature(a, amz_date, now_unix()) {
+                tracing::debug!(path = %path, error = %e, "request refused");
+                return denied(&path, e.to_string());
+            }
             let (parts, body) = req.into_parts();
             let bytes = match read_limited(&parts.headers, body, MAX_UPLOAD_BODY_BYTES).await {
                 Ok(b) => b,

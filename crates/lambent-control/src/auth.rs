@@ -235,6 +235,33 @@ impl KeyRing {
         Ok(auth.access_key_id)
     }
 
+    /// The checks of a SigV4 request that need no body: the `Authorization` header parses, its
+    /// key exists, and `X-Amz-Date` is within the allowed clock skew. Run before the body is read,
+    /// so that a caller without a valid key cannot make lambent buffer a large upload.
+    pub fn precheck_signature(
+        &self,
+        authorization: &str,
+        amz_date: Option<&str>,
+        now_unix: i64,
+    ) -> Result<(), AuthError> {
+        let auth = sigv4::parse_authorization(authorization)?;
+        if !self.keys.read().contains_key(&auth.access_key_id) {
+            return Err(SigError::UnknownAccessKey(auth.access_key_id).into());
+        }
+        let amz_date = amz_date.ok_or(SigError::MissingDate)?;
+        let signed_at = sigv4::parse_amz_date(amz_date.trim())?;
+        let skew_secs = now_unix.abs_diff(signed_at);
+        if skew_secs > sigv4::MAX_CLOCK_SKEW_SECS.unsigned_abs() {
+            return Err(SigError::ClockSkew {
+                signed_at: amz_date.trim().to_owned(),
+                server_time: sigv4::format_amz_date(now_unix),
+                skew_secs,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Checks a bearer token `ID:SECRET`; returns the access key id.
     pub fn verify_bearer(&self, token: &str) -> Result<String, AuthError> {
         let (id, secret) = token.split_once(':').ok_or(AuthError::BadBearer)?;
@@ -352,6 +379,43 @@ mod tests {
             Err(KeyError::LastKey(_))
         ));
         assert!(matches!(ring.revoke("nope"), Err(KeyError::NoSuchKey(_))));
+    }
+
+    #[test]
+    fn signed_requests_are_prechecked_before_their_body_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let initial = Some(("ADMINKEY12345678".to_owned(), "s3cret-value".to_owned()));
+        let (ring, _) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
+        let now = 1_795_889_553;
+        let date = sigv4::format_amz_date(now);
+        let header = |id: &str| {
+            format!(
+                "AWS4-HMAC-SHA256 Credential={id}/{}/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+                &date[..8],
+                "0".repeat(64)
+            )
+        };
+        assert!(
+            ring.precheck_signature(&header("ADMINKEY12345678"), Some(&date), now)
+                .is_ok()
+        );
+        assert!(matches!(
+            ring.precheck_signature(&header("NOSUCHKEY0000000"), Some(&date), now),
+            Err(AuthError::Signature(SigError::UnknownAccessKey(_)))
+        ));
+        assert!(matches!(
+            ring.precheck_signature(&header("ADMINKEY12345678"), None, now),
+            Err(AuthError::Signature(SigError::MissingDate))
+        ));
+        assert!(matches!(
+            ring.precheck_signature(&header("ADMINKEY12345678"), Some(&date), now + 3600),
+            Err(AuthError::Signature(SigError::ClockSkew { .. }))
+        ));
+        assert!(
+            ring.precheck_signature("AWS4-HMAC-SHA256 junk", Some(&date), now)
+                .is_err()
+        );
     }
 
     #[test]
