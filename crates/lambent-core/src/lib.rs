@@ -12,6 +12,7 @@ pub mod function;
 pub mod invocation;
 pub mod limits;
 pub mod name;
+pub mod schedule;
 pub mod sigv4;
 
 pub use alias::{Alias, AliasError, FunctionUrlConfig, UrlAuthType};

@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod code;
+pub mod events;
 pub mod metadata;
 pub mod routing;
 
 pub use code::{CodeStore, CodeStoreError};
+pub use events::{EventStore, EventStoreError};
 pub use metadata::{MetadataError, MetadataStore};
 pub use routing::{AccessKeyRow, AccountUsage};
