@@ -129,6 +129,7 @@ impl From<ControlError> for ApiError {
                 (StatusCode::CONFLICT, "ResourceConflict")
             }
             ControlError::Metadata(_)
+            | ControlError::Events(_)
             | ControlError::Keys(_)
             | ControlError::CodeStore(_)
             | ControlError::Engine(_)
@@ -271,6 +272,7 @@ fn lambda_status(e: &ControlError) -> (StatusCode, &'static str) {
         }
         ControlError::Package(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
         ControlError::Keys(_)
+        | ControlError::Events(_)
         | ControlError::Metadata(_)
         | ControlError::CodeStore(_)
         | ControlError::Engine(_)

@@ -12,6 +12,7 @@ pub mod auth;
 mod body;
 mod cors;
 mod error;
+mod events;
 mod functions;
 mod invoke;
 mod keys;
@@ -102,6 +103,55 @@ pub fn router(platform: Arc<Platform>) -> Router {
             post(functions::publish).get(functions::versions),
         )
         .route("/v1/functions/{name}/invoke", post(invoke::invoke))
+        .route("/v1/functions/{name}/events", post(events::accept))
+        .route(
+            "/v1/functions/{name}/event-config",
+            put(events::put_config)
+                .get(events::get_config)
+                .delete(events::delete_config),
+        )
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(events::get))
+        .route(
+            "/v1/schedules",
+            post(events::create_schedule).get(events::list_schedules),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            put(events::put_schedule)
+                .get(events::get_schedule)
+                .patch(events::patch_schedule)
+                .delete(events::delete_schedule),
+        )
+        .route(
+            "/v1/queues",
+            post(events::create_queue).get(events::list_queues),
+        )
+        .route(
+            "/v1/queues/{name}",
+            get(events::get_queue).delete(events::delete_queue),
+        )
+        .route(
+            "/v1/queues/{name}/messages",
+            post(events::send)
+                .get(events::list_messages)
+                .delete(events::purge),
+        )
+        .route(
+            "/v1/queues/{name}/messages/{id}",
+            get(events::get_message).delete(events::delete_message),
+        )
+        .route("/v1/queues/{name}/redrive", post(events::redrive))
+        .route(
+            "/v1/queues/{name}/trigger",
+            put(events::put_trigger)
+                .get(events::get_trigger)
+                .delete(events::delete_trigger),
+        )
+        .route(
+            "/v1/debug/clock",
+            post(events::advance_clock).get(events::clock),
+        )
         .route("/v1/functions/{name}/logs", get(functions::logs))
         .route("/v1/invocations/{id}", get(functions::invocation))
         .route("/fn/{target}", any(invoke::function_url))
@@ -187,12 +237,27 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
          # HELP lambent_concurrent_executions Calls in flight now.\n\
          # TYPE lambent_concurrent_executions gauge\n\
          lambent_concurrent_executions {}\n\
-         # HELP lambent_async_events_accepted_total Asynchronous (Event) invocations accepted.\n\
+         # HELP lambent_async_events_accepted_total Asynchronous events accepted (durably stored).\n\
          # TYPE lambent_async_events_accepted_total counter\n\
          lambent_async_events_accepted_total {}\n\
-         # HELP lambent_async_events_failed_total Asynchronous invocations that failed every attempt.\n\
+         # HELP lambent_async_events_duplicates_total Repeated idempotency keys answered with the first event.\n\
+         # TYPE lambent_async_events_duplicates_total counter\n\
+         lambent_async_events_duplicates_total {}\n\
+         # HELP lambent_async_events_succeeded_total Asynchronous events that succeeded.\n\
+         # TYPE lambent_async_events_succeeded_total counter\n\
+         lambent_async_events_succeeded_total {}\n\
+         # HELP lambent_async_events_retried_total Failed runs of asynchronous events scheduled again.\n\
+         # TYPE lambent_async_events_retried_total counter\n\
+         lambent_async_events_retried_total {}\n\
+         # HELP lambent_async_events_failed_total Asynchronous events given up (retries exhausted or too old).\n\
          # TYPE lambent_async_events_failed_total counter\n\
-         lambent_async_events_failed_total {}\n",
+         lambent_async_events_failed_total {}\n\
+         # HELP lambent_async_events_running Asynchronous events running now.\n\
+         # TYPE lambent_async_events_running gauge\n\
+         lambent_async_events_running {}\n\
+         # HELP lambent_async_events_recovered_total Events a crash left running, run again at start.\n\
+         # TYPE lambent_async_events_recovered_total counter\n\
+         lambent_async_events_recovered_total {}\n",
         s.invocations,
         s.invocation_errors,
         s.cold_starts,
@@ -206,8 +271,13 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.sandboxes.idle,
         s.throttles,
         s.concurrent_executions,
-        s.events_accepted,
-        s.events_failed,
+        s.events.accepted,
+        s.events.duplicates,
+        s.events.succeeded,
+        s.events.retried,
+        s.events.failed,
+        s.events.running,
+        s.events.recovered,
     );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -10,16 +10,25 @@
 
 pub mod auth;
 pub mod concurrency;
+mod events;
 mod platform;
+mod queues;
 pub mod recorder;
 mod routing;
+mod schedules;
 
+pub use events::{Clock, EventRequest, EventStats, EventsConfig};
 pub use lambent_sandbox::{
     DEFAULT_KEEP_ALIVE, DEFAULT_MAX_SANDBOXES, HELPER_ARG, PackageError, helper_main,
+};
+pub use lambent_store::events::{
+    Enqueued, Event, EventState, Message, QueueCounts, QueueRow, ScheduleRow, TriggerRow,
 };
 pub use lambent_wasm::DEFAULT_MAX_INSTANCES;
 pub use lambent_wasm::{BodyError, InvokeError, ResponseBody};
 pub use platform::{
     ControlError, InvokeFailure, InvokeOptions, Platform, PlatformConfig, PlatformStats, Served,
 };
+pub use queues::{MAX_SEND_BATCH, QueueSpec, Redriven, TriggerSpec};
 pub use routing::{AccountSettings, AliasUpdate};
+pub use schedules::{MAX_SCHEDULE_INPUT_BYTES, ScheduleSpec};

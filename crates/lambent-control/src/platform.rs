@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{Bootstrap, KeyError, KeyRing};
 use crate::concurrency::{Concurrency, Permit};
+use crate::events::{EventStats, Events, EventsConfig};
 use crate::recorder::InvocationRecorder;
 
 const MB: usize = 1024 * 1024;
@@ -95,6 +96,9 @@ pub enum ControlError {
     /// an access key operation failed
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// the event store failed
+    #[error(transparent)]
+    Events(lambent_store::EventStoreError),
 }
 
 impl From<AliasError> for ControlError {
@@ -140,6 +144,8 @@ pub struct PlatformConfig {
     pub account_concurrency: u32,
     /// The operator's admin key (`LAMBENT_ACCESS_KEY_ID`, `LAMBENT_SECRET_ACCESS_KEY`).
     pub initial_key: Option<(String, String)>,
+    /// How asynchronous invocations run.
+    pub events: EventsConfig,
 }
 
 /// How a call is made, besides its request.
@@ -209,10 +215,8 @@ pub struct PlatformStats {
     pub throttles: u64,
     /// Calls in flight now.
     pub concurrent_executions: u64,
-    /// Asynchronous (`Event`) invocations accepted.
-    pub events_accepted: u64,
-    /// Asynchronous invocations that failed every attempt.
-    pub events_failed: u64,
+    /// Asynchronous invocations.
+    pub events: EventStats,
 }
 
 /// A resolved version in the invocation path's cache.
@@ -249,8 +253,7 @@ pub struct Platform {
     invocation_errors: Arc<AtomicU64>,
     cold_starts: AtomicU64,
     pub(crate) throttles: AtomicU64,
-    pub(crate) events_accepted: AtomicU64,
-    pub(crate) events_failed: Arc<AtomicU64>,
+    pub(crate) events: Events,
     pub(crate) keys: KeyRing,
     pub(crate) bootstrap: Bootstrap,
     pub(crate) concurrency: Concurrency,
@@ -321,8 +324,7 @@ impl Platform {
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
-            events_accepted: AtomicU64::new(0),
-            events_failed: Arc::new(AtomicU64::new(0)),
+            events: Events::open(&config.data_dir.join("events.db"), config.events.clone())?,
             recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
             metadata,
             code,
@@ -377,8 +379,7 @@ impl Platform {
                 .unwrap_or_default(),
             throttles: self.throttles.load(Ordering::Relaxed),
             concurrent_executions: self.concurrency.in_flight(),
-            events_accepted: self.events_accepted.load(Ordering::Relaxed),
-            events_failed: self.events_failed.load(Ordering::Relaxed),
+            events: self.events.stats(),
         }
     }
 
@@ -389,6 +390,7 @@ impl Platform {
             s.shutdown();
         }
         self.recorder.shutdown();
+        self.events.store.shutdown();
     }
 
     /// The process executor, or why there is none.
@@ -691,6 +693,7 @@ impl Platform {
         self.concurrency.forget(name);
         self.retire(name, None);
         self.collect_garbage(hashes);
+        self.forget_events_of(name).await;
         tracing::info!(function = %name, "deleted");
         Ok(())
     }

@@ -4,30 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use lambent_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_CODE_BYTES, MAX_UNZIPPED_CODE_BYTES};
+use lambent_core::limits::{MAX_CODE_BYTES, MAX_UNZIPPED_CODE_BYTES};
 use lambent_core::{
-    Alias, AliasName, FunctionName, FunctionUrlConfig, InvokeError, Qualifier, Selector,
-    UrlAuthType,
+    Alias, AliasName, FunctionName, FunctionUrlConfig, Qualifier, Selector, UrlAuthType,
 };
 use lambent_store::AccountUsage;
 use lambent_store::metadata::now_rfc3339;
 
 use crate::auth::{Bootstrap, KeyRing};
-use crate::platform::{ControlError, InvokeOptions, Platform, new_id, now_ms};
-
-/// Attempts of an asynchronous invocation that fails (Lambda's default: the call and two retries).
-const EVENT_ATTEMPTS: u32 = 3;
-/// Wait before the first retry of a failed asynchronous invocation (Lambda waits about a minute).
-const EVENT_RETRY_DELAY: Duration = Duration::from_secs(60);
-/// Oldest an asynchronous event may get while it waits for a concurrency slot (Lambda's 6 h).
-const EVENT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
-/// Longest wait between two tries of a throttled event.
-const EVENT_MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+use crate::platform::{ControlError, Platform, new_id};
 
 /// What a caller may change on an alias; absent fields stay.
 #[derive(Debug, Clone, Default)]
@@ -357,109 +343,6 @@ impl Platform {
     }
 
     // ----- asynchronous invocations -----------------------------------------------------
-
-    /// Accepts an asynchronous invocation: checks the target and the payload, answers with the
-    /// request id, and runs the event in the background with Lambda's retry policy (a throttled
-    /// event waits for a slot; a failed one is tried again after a minute, then two). Failures
-    /// are counted in `/metrics`, logged with the id, and kept as invocation records.
-    pub fn invoke_event(
-        self: &Arc<Self>,
-        name: &FunctionName,
-        selector: &Selector,
-        payload: Bytes,
-        headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    ) -> Result<String, ControlError> {
-        if payload.len() > MAX_ASYNC_PAYLOAD_BYTES {
-            return Err(InvokeError::PayloadTooLarge {
-                limit: MAX_ASYNC_PAYLOAD_BYTES,
-            }
-            .into());
-        }
-        let qualifier = self.route(name, selector)?;
-        self.get(name, qualifier)?;
-        let id = new_id();
-        self.events_accepted.fetch_add(1, Ordering::Relaxed);
-        let platform = self.clone();
-        let (name, selector, event_id) = (name.clone(), selector.clone(), id.clone());
-        tokio::spawn(async move {
-            platform
-                .run_event(name, selector, payload, headers, event_id)
-                .await;
-        });
-        Ok(id)
-    }
-
-    async fn run_event(
-        self: Arc<Self>,
-        name: FunctionName,
-        selector: Selector,
-        payload: Bytes,
-        headers: Vec<(http::HeaderName, http::HeaderValue)>,
-        id: String,
-    ) {
-        let accepted_ms = now_ms();
-        let mut attempt = 1;
-        let mut throttle_wait = Duration::from_millis(100);
-        loop {
-            let mut builder = http::Request::builder()
-                .method(http::Method::POST)
-                .uri("/")
-                .header(http::header::CONTENT_TYPE, "application/json");
-            for (k, v) in &headers {
-                builder = builder.header(k, v);
-            }
-            let Ok(request) = builder.body(Full::new(payload.clone())) else {
-                tracing::error!(event = %id, "cannot build the event request; dropped");
-                self.events_failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let options = InvokeOptions {
-                script_name: format!("/fn/{name}"),
-                remote_addr: None,
-                request_id: Some(id.clone()),
-            };
-            let failure = match self.invoke(&name, &selector, request, options).await {
-                Ok(served) => {
-                    let error = served.function_error.clone();
-                    // Drain the body so that a streaming guest runs to its end.
-                    let _ = served.response.into_body().collect().await;
-                    match error {
-                        None => return,
-                        Some(e) => format!("function error {e}"),
-                    }
-                }
-                Err(f) => match f.error {
-                    ControlError::Invoke(InvokeError::Throttled(_)) => {
-                        let age = Duration::from_millis(
-                            u64::try_from(now_ms() - accepted_ms).unwrap_or(0),
-                        );
-                        if age > EVENT_MAX_AGE {
-                            tracing::warn!(event = %id, function = %name, "event dropped: throttled for longer than its maximum age of 6 h");
-                            self.events_failed.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                        tokio::time::sleep(throttle_wait).await;
-                        throttle_wait = (throttle_wait * 2).min(EVENT_MAX_THROTTLE_WAIT);
-                        continue;
-                    }
-                    ControlError::NotFound(why) => {
-                        tracing::warn!(event = %id, function = %name, "event dropped: {why}");
-                        self.events_failed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    other => other.to_string(),
-                },
-            };
-            if attempt >= EVENT_ATTEMPTS {
-                tracing::warn!(event = %id, function = %name, attempts = attempt, "event failed every attempt: {failure}");
-                self.events_failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            tracing::info!(event = %id, function = %name, attempt, "event failed, retrying: {failure}");
-            tokio::time::sleep(EVENT_RETRY_DELAY * attempt).await;
-            attempt += 1;
-        }
-    }
 
     /// Checks that `name:selector` could be invoked (Lambda's `DryRun`); returns the version.
     pub fn check_invoke(

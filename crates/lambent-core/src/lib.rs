@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alias;
+pub mod event;
 pub mod function;
 pub mod invocation;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod schedule;
 pub mod sigv4;
 
 pub use alias::{Alias, AliasError, FunctionUrlConfig, UrlAuthType};
+pub use event::{Destination, EventConfigError, EventInvokeConfig, QueueName, ScheduleName};
 pub use function::{
     ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, NodeName,
     ProvidedName, PythonName, Runtime, RuntimeFamily,

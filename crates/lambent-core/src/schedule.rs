@@ -30,7 +30,7 @@ pub struct Cron {
     day_of_month: DayOfMonth,
     months: Bits,
     day_of_week: DayOfWeek,
-    years: Bits,
+    years: Bits<4>,
     /// The original fields joined by single spaces.
     text: String,
 }
@@ -70,16 +70,8 @@ impl Schedule {
     pub fn next_after(&self, anchor_ms: u64, after_ms: u64) -> Option<u64> {
         match self {
             Schedule::Rate { every_ms } => {
-                let every = *every_ms;
-                if every == 0 {
-                    return None;
-                }
-                let first = anchor_ms.checked_add(every)?;
-                if after_ms < first {
-                    return Some(first);
-                }
-                let k = (after_ms - anchor_ms) / every + 1;
-                anchor_ms.checked_add(k.checked_mul(every)?)
+                let k = after_ms.saturating_sub(anchor_ms).checked_div(*every_ms)? + 1;
+                anchor_ms.checked_add(k.checked_mul(*every_ms)?)
             }
             Schedule::Cron(cron) => cron.next_after(after_ms),
         }
@@ -112,22 +104,17 @@ fn parse_rate(body: &str) -> Result<Schedule, ScheduleError> {
             "rate expression must be rate(N unit), e.g. rate(5 minutes), got \"rate({body})\""
         )));
     };
-    if !value.bytes().all(|b| b.is_ascii_digit()) {
+    if !value.bytes().all(|b| b.is_ascii_digit()) || value.bytes().all(|b| b == b'0') {
         return Err(invalid(format!(
             "rate value must be a whole number of at least 1, e.g. rate(5 minutes), got {value:?}"
         )));
     }
     let too_large = || {
         invalid(format!(
-            "rate value {value} is too large; use a smaller number"
+            "rate value {value} is too large; use a smaller one"
         ))
     };
     let n: u64 = value.parse().map_err(|_| too_large())?;
-    if n == 0 {
-        return Err(invalid(format!(
-            "rate value must be at least 1, got {value:?}; e.g. rate(1 minute)"
-        )));
-    }
     let (singular, unit_ms) = match unit {
         "minute" | "minutes" => ("minute", MS_PER_MINUTE),
         "hour" | "hours" => ("hour", MS_PER_HOUR),
@@ -138,15 +125,11 @@ fn parse_rate(body: &str) -> Result<Schedule, ScheduleError> {
             )));
         }
     };
-    let plural = unit != singular;
-    if n == 1 && plural {
+    if (n == 1) != (unit == singular) {
+        let form = if n == 1 { "singular" } else { "plural" };
+        let s = if n == 1 { "" } else { "s" };
         return Err(invalid(format!(
-            "rate({value} {unit}) must use the singular unit: write rate({value} {singular})"
-        )));
-    }
-    if n != 1 && !plural {
-        return Err(invalid(format!(
-            "rate({value} {unit}) must use the plural unit: write rate({value} {singular}s)"
+            "rate({value} {unit}) must use the {form} unit: write rate({value} {singular}{s})"
         )));
     }
     let every_ms = n.checked_mul(unit_ms).ok_or_else(too_large)?;
@@ -154,10 +137,10 @@ fn parse_rate(body: &str) -> Result<Schedule, ScheduleError> {
 }
 
 /// A set of small integers; bit `i` stands for the field's minimum plus `i`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Bits([u64; 4]);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bits<const N: usize = 1>([u64; N]);
 
-impl Bits {
+impl<const N: usize> Bits<N> {
     fn set(&mut self, i: u32) {
         self.0[(i / 64) as usize] |= 1 << (i % 64);
     }
@@ -205,46 +188,27 @@ struct Field {
     names: &'static [&'static str],
 }
 
-const MINUTES: Field = Field {
-    name: "minutes",
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const HOURS: Field = Field {
-    name: "hours",
-    min: 0,
-    max: 23,
-    names: &[],
-};
-const DAYS_OF_MONTH: Field = Field {
-    name: "day-of-month",
-    min: 1,
-    max: 31,
-    names: &[],
-};
-const MONTHS: Field = Field {
-    name: "month",
-    min: 1,
-    max: 12,
-    names: &[
-        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-    ],
-};
-const DAYS_OF_WEEK: Field = Field {
-    name: "day-of-week",
-    min: 1,
-    max: 7,
-    names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
-};
-const YEARS: Field = Field {
-    name: "year",
-    min: 1970,
-    max: 2199,
-    names: &[],
-};
+const MINUTES: Field = Field::new("minutes", 0, 59, &[]);
+const HOURS: Field = Field::new("hours", 0, 23, &[]);
+const DAYS_OF_MONTH: Field = Field::new("day-of-month", 1, 31, &[]);
+const MONTHS: Field = Field::new("month", 1, 12, &MONTH_NAMES);
+const DAYS_OF_WEEK: Field = Field::new("day-of-week", 1, 7, &WEEKDAY_NAMES);
+const YEARS: Field = Field::new("year", 1970, 2199, &[]);
+const MONTH_NAMES: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const WEEKDAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl Field {
+    const fn new(name: &'static str, min: u32, max: u32, names: &'static [&'static str]) -> Self {
+        Field {
+            name,
+            min,
+            max,
+            names,
+        }
+    }
+
     fn allowed(&self) -> String {
         match (self.names.first(), self.names.last()) {
             (Some(a), Some(b)) => format!("{}-{} or {a}-{b}", self.min, self.max),
@@ -279,8 +243,8 @@ impl Field {
     }
 
     /// Parses lists of `*`, `a`, `a-b` and `x/n` items.
-    fn parse(&self, field: &str) -> Result<Bits, ScheduleError> {
-        let mut bits = Bits::default();
+    fn parse<const N: usize>(&self, field: &str) -> Result<Bits<N>, ScheduleError> {
+        let mut bits = Bits([0; N]);
         for item in field.split(',') {
             if item == "?" {
                 return Err(invalid(format!(
@@ -352,14 +316,12 @@ fn parse_day_of_week(field: &str) -> Result<DayOfWeek, ScheduleError> {
         return Ok(DayOfWeek::Any);
     }
     if field == "L" {
-        let mut saturday = Bits::default();
-        saturday.set(SATURDAY - 1);
-        return Ok(DayOfWeek::Days(saturday));
+        return Ok(DayOfWeek::Days(Bits([1 << (SATURDAY - 1)])));
     }
     if let Some((day, nth)) = field.split_once('#') {
         let day = DAYS_OF_WEEK.value(day)?;
         return match nth.parse::<u32>() {
-            Ok(n) if (1..=5).contains(&n) => Ok(DayOfWeek::Nth(day, n)),
+            Ok(n) if (1..=5).contains(&n) && nth.len() == 1 => Ok(DayOfWeek::Nth(day, n)),
             _ => Err(invalid(format!(
                 "day-of-week {field:?} needs an instance 1-5 after #, e.g. 3#2 for the second Tuesday"
             ))),
@@ -421,11 +383,11 @@ impl Cron {
                 from_minute = 0;
                 continue;
             }
-            if self.day_matches(y, m, d, day) {
-                if let Some(minute) = self.first_minute_from(from_minute) {
-                    let minutes = u64::try_from(day).ok()? * MINUTES_PER_DAY + u64::from(minute);
-                    return Some(minutes * MS_PER_MINUTE);
-                }
+            if self.day_matches(y, m, d, day)
+                && let Some(minute) = self.first_minute_from(from_minute)
+            {
+                let minutes = u64::try_from(day).ok()? * MINUTES_PER_DAY + u64::from(minute);
+                return Some(minutes * MS_PER_MINUTE);
             }
             day += 1;
             from_minute = 0;
@@ -435,19 +397,10 @@ impl Cron {
     /// The first allowed minute of the day at or after `from` (minutes since midnight).
     fn first_minute_from(&self, from: u32) -> Option<u32> {
         let (h0, m0) = (from / 60, from % 60);
-        let hour = self.hours.next_from(h0)?;
-        let minute = if hour == h0 {
-            self.minutes.next_from(m0)
-        } else {
-            None
-        };
-        match minute {
-            Some(minute) => Some(hour * 60 + minute),
-            None => {
-                let hour = self.hours.next_from(h0 + 1)?;
-                Some(hour * 60 + self.minutes.next_from(0)?)
-            }
+        if let Some(minute) = self.minutes.next_from(m0).filter(|_| self.hours.has(h0)) {
+            return Some(h0 * 60 + minute);
         }
+        Some(self.hours.next_from(h0 + 1)? * 60 + self.minutes.next_from(0)?)
     }
 
     fn day_matches(&self, y: i64, m: u32, d: u32, day: i64) -> bool {
@@ -527,85 +480,107 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 mod tests {
     use super::*;
 
-    /// Next cron firing in epoch seconds, from `after` in epoch seconds.
-    /// Expected values below come from `date -u -d '<date>' +%s`.
-    fn next(expr: &str, after: u64) -> Option<u64> {
-        let schedule = Schedule::parse(expr).unwrap();
-        schedule.next_after(0, after * 1000).map(|ms| ms / 1000)
+    /// Epoch seconds, each checked with `date -u -d '<date>' +%s`.
+    const MAR_02_0900: u64 = 1_772_442_000; // 2026-03-02 09:00, a Monday
+
+    fn parse(expr: &str) -> Schedule {
+        Schedule::parse(expr).expect("valid expression")
     }
 
-    fn err(expr: &str) -> String {
-        match Schedule::parse(expr) {
-            Err(ScheduleError::Invalid(msg)) => msg,
-            Ok(s) => panic!("{expr:?} parsed as {s:?}"),
+    /// Checks `(expression, after, expected next firing)` rows, all in epoch seconds.
+    fn check(rows: &[(&str, u64, Option<u64>)]) {
+        for &(expr, after, expected) in rows {
+            let got = parse(expr).next_after(0, after * 1000);
+            assert_eq!(got, expected.map(|s| s * 1000), "{expr} after {after}");
         }
     }
 
-    const MAR_02_0900: u64 = 1_772_442_000; // 2026-03-02 09:00 Mon
-
     #[test]
     fn parses_rates() {
-        let rate = |expr| Schedule::parse(expr).unwrap();
-        assert_eq!(rate("rate(1 minute)"), Schedule::Rate { every_ms: 60_000 });
+        assert_eq!(parse("rate(1 minute)"), Schedule::Rate { every_ms: 60_000 });
         assert_eq!(
-            rate(" rate(5 minutes) "),
+            parse(" rate(5 minutes) "),
             Schedule::Rate { every_ms: 300_000 }
         );
         assert_eq!(
-            rate("rate(1 hour)"),
+            parse("rate(1 hour)"),
             Schedule::Rate {
-                every_ms: 3_600_000
+                every_ms: MS_PER_HOUR
             }
         );
         assert_eq!(
-            rate("rate(2 days)"),
+            parse("rate(2 days)"),
             Schedule::Rate {
-                every_ms: 172_800_000
+                every_ms: 2 * MS_PER_DAY
             }
         );
     }
 
     #[test]
-    fn rejects_bad_rates() {
-        assert!(err("rate(1 minutes)").contains("write rate(1 minute)"));
-        assert!(err("rate(5 minute)").contains("write rate(5 minutes)"));
-        assert!(err("rate(0 minutes)").contains("at least 1"));
-        assert!(err("rate(-5 minutes)").contains("whole number"));
-        assert!(err("rate(1.5 hours)").contains("whole number"));
-        assert!(err("rate(99999999999999999999 days)").contains("too large"));
-        assert!(err("rate(9999999999999999 days)").contains("too large"));
-        assert!(err("rate(5 seconds)").contains("rate unit"));
-        assert!(err("rate(5)").contains("rate(N unit)"));
-        assert!(err("foo").contains("got \"foo\""));
-        assert!(err("RATE(5 minutes)").contains("must be rate(N unit) or cron("));
-        assert!(err("rate(5 minutes").contains("must be rate(N unit) or cron("));
-    }
-
-    #[test]
-    fn rejects_bad_crons() {
-        assert!(err("cron(0 12 * * ?)").contains("6 fields"));
-        assert!(err("cron(60 12 * * ? *)").contains("minutes value 60 is out of range"));
-        assert!(err("cron(0 24 * * ? *)").contains("use 0-23"));
-        assert!(err("cron(0 12 0 * ? *)").contains("day-of-month value 0"));
-        assert!(err("cron(0 12 * 13 ? *)").contains("1-12 or JAN-DEC"));
-        assert!(err("cron(0 12 ? * 8 *)").contains("1-7 or SUN-SAT"));
-        assert!(err("cron(0 12 * * ? 1969)").contains("1970-2199"));
-        assert!(err("cron(0 12 * * ? 2200)").contains("1970-2199"));
-        assert!(err("cron(0 12 * FOO ? *)").contains("month field has \"FOO\""));
-        assert!(err("cron(0 17-8 * * ? *)").contains("write the smaller value first, e.g. 8-17"));
-        assert!(err("cron(0 12 ? * FRI-MON *)").contains("runs backwards"));
-        assert!(err("cron(0/0 * * * ? *)").contains("increment"));
-        assert!(err("cron(0/61 * * * ? *)").contains("increment"));
-        assert!(err("cron(? 12 * * ? *)").contains("? is allowed only"));
-        assert!(err("cron(0 12 * * * *)").contains("one of day-of-month or day-of-week must be ?"));
-        assert!(err("cron(0 12 ? * ? *)").contains("one of day-of-month or day-of-week must be ?"));
-        assert!(err("cron(0 12 1 * MON *)").contains("one of day-of-month or day-of-week"));
-        assert!(err("cron(0 12 1,L * ? *)").contains("misuses L or W"));
-        assert!(err("cron(0 12 32W * ? *)").contains("out of range"));
-        assert!(err("cron(0 12 ? * 2#6 *)").contains("instance 1-5"));
-        assert!(err("cron(0 12 ? * 8L *)").contains("out of range"));
-        assert!(err("cron(0 L * * ? *)").contains("hours field has \"L\""));
-        assert!(err("cron(0 12 1,,2 * ? *)").contains("day-of-month field has \"\""));
+    fn rejects_bad_expressions() {
+        for (expr, message) in [
+            ("foo", "must be rate(N unit) or cron(min hour"),
+            ("RATE(5 minutes)", "got \"RATE(5 minutes)\""),
+            ("rate(5 minutes", "must be rate(N unit) or cron("),
+            ("rate(1 minutes)", "singular unit: write rate(1 minute)"),
+            ("rate(5 minute)", "plural unit: write rate(5 minutes)"),
+            (
+                "rate(0 minutes)",
+                "at least 1, e.g. rate(5 minutes), got \"0\"",
+            ),
+            ("rate(-5 minutes)", "whole number"),
+            ("rate(1.5 hours)", "whole number"),
+            ("rate(99999999999999999999 days)", "too large"),
+            ("rate(9999999999999999 days)", "too large"),
+            ("rate(5 seconds)", "rate unit must be minute"),
+            ("rate(5)", "must be rate(N unit), e.g."),
+            ("cron(0 12 * * ?)", "must have 6 fields"),
+            (
+                "cron(60 12 * * ? *)",
+                "minutes value 60 is out of range; use 0-59",
+            ),
+            ("cron(0 24 * * ? *)", "use 0-23"),
+            ("cron(0 12 0 * ? *)", "day-of-month value 0"),
+            ("cron(0 12 * 13 ? *)", "use 1-12 or JAN-DEC"),
+            ("cron(0 12 ? * 8 *)", "use 1-7 or SUN-SAT"),
+            ("cron(0 12 * * ? 1969)", "use 1970-2199"),
+            ("cron(0 12 * * ? 2200)", "use 1970-2199"),
+            ("cron(0 12 * FOO ? *)", "month field has \"FOO\""),
+            ("cron(0 L * * ? *)", "hours field has \"L\""),
+            ("cron(0 12 1,,2 * ? *)", "day-of-month field has \"\""),
+            (
+                "cron(0 17-8 * * ? *)",
+                "write the smaller value first, e.g. 8-17",
+            ),
+            ("cron(0 12 ? * FRI-MON *)", "runs backwards"),
+            ("cron(0/0 * * * ? *)", "increment"),
+            ("cron(0/61 * * * ? *)", "increment"),
+            (
+                "cron(? 12 * * ? *)",
+                "? is allowed only on its own in day-of-month",
+            ),
+            (
+                "cron(0 12 * * * *)",
+                "one of day-of-month or day-of-week must be ?",
+            ),
+            (
+                "cron(0 12 ? * ? *)",
+                "one of day-of-month or day-of-week must be ?",
+            ),
+            (
+                "cron(0 12 1 * MON *)",
+                "one of day-of-month or day-of-week must be ?",
+            ),
+            ("cron(0 12 1,L * ? *)", "misuses L or W"),
+            ("cron(0 12 32W * ? *)", "out of range"),
+            ("cron(0 12 ? * 2#6 *)", "instance 1-5"),
+            ("cron(0 12 ? * 8L *)", "out of range"),
+        ] {
+            match Schedule::parse(expr) {
+                Err(ScheduleError::Invalid(got)) => assert!(got.contains(message), "{got}"),
+                Ok(s) => panic!("{expr:?} parsed as {s:?}"),
+            }
+        }
     }
 
     #[test]
@@ -621,17 +596,14 @@ mod tests {
                 "cron(0/5 8-17 ? * mon-fri 2026,2028)",
             ),
         ] {
-            let parsed = Schedule::parse(input).unwrap();
-            assert_eq!(parsed.to_string(), shown);
-            assert_eq!(Schedule::parse(shown).unwrap().to_string(), shown);
+            assert_eq!(parse(input).to_string(), shown);
+            assert_eq!(parse(shown), parse(input));
         }
-        let cron = Schedule::parse("cron(0 12 * * ? *)").unwrap();
-        assert_eq!(Schedule::parse(&cron.to_string()).unwrap(), cron);
     }
 
     #[test]
     fn rate_fires_after_anchor() {
-        let every5 = Schedule::parse("rate(5 minutes)").unwrap();
+        let every5 = parse("rate(5 minutes)");
         let anchor = 1_000_000;
         assert_eq!(every5.next_after(anchor, 0), Some(1_300_000));
         assert_eq!(every5.next_after(anchor, anchor), Some(1_300_000));
@@ -639,6 +611,7 @@ mod tests {
         assert_eq!(every5.next_after(anchor, 1_300_000), Some(1_600_000));
         assert_eq!(every5.next_after(anchor, 1_300_001), Some(1_600_000));
         assert_eq!(every5.next_after(u64::MAX - 10, 0), None);
+        assert_eq!(Schedule::Rate { every_ms: 0 }.next_after(0, 0), None);
     }
 
     #[test]
@@ -656,118 +629,83 @@ mod tests {
 
     #[test]
     fn eventbridge_doc_examples() {
-        // 10:00 and 12:15 every day.
-        assert_eq!(next("cron(0 10 * * ? *)", MAR_02_0900), Some(1_772_445_600));
-        assert_eq!(
-            next("cron(15 12 * * ? *)", MAR_02_0900),
-            Some(1_772_453_700)
-        );
-        // 18:00 on weekdays: from Sat 2026-02-28 19:00 to Mon 2026-03-02 18:00.
-        assert_eq!(
-            next("cron(0 18 ? * MON-FRI *)", 1_772_305_200),
-            Some(1_772_474_400)
-        );
-        // 08:00 on the 1st: 2026-04-01 08:00.
-        assert_eq!(next("cron(0 8 1 * ? *)", MAR_02_0900), Some(1_775_030_400));
-        // Every 15 minutes, strictly after: 09:07 -> 09:15 -> 09:30.
-        assert_eq!(
-            next("cron(0/15 * * * ? *)", 1_772_442_420),
-            Some(1_772_442_900)
-        );
-        assert_eq!(
-            next("cron(0/15 * * * ? *)", 1_772_442_900),
-            Some(1_772_443_800)
-        );
-        // Every 10 minutes on weekdays: Fri 2026-03-06 23:55 -> Mon 2026-03-09 00:00.
-        assert_eq!(
-            next("cron(0/10 * ? * MON-FRI *)", 1_772_841_300),
-            Some(1_773_014_400)
-        );
-        // Every 5 minutes 08:00-17:55 on weekdays.
-        let office = "cron(0/5 8-17 ? * MON-FRI *)";
-        assert_eq!(next(office, 1_772_438_340), Some(1_772_438_400)); // 07:59 -> 08:00
-        assert_eq!(next(office, 1_772_474_100), Some(1_772_524_800)); // 17:55 -> Tue 08:00
-        // 09:00 on the first Monday: 2026-03-02 09:00 itself is excluded -> 2026-04-06 09:00.
-        assert_eq!(
-            next("cron(0 9 ? * 2#1 *)", 1_772_323_200),
-            Some(MAR_02_0900)
-        );
-        assert_eq!(
-            next("cron(0 9 ? * 2#1 *)", MAR_02_0900),
-            Some(1_775_466_000)
-        );
+        check(&[
+            ("cron(0 10 * * ? *)", MAR_02_0900, Some(1_772_445_600)), // 03-02 10:00
+            ("cron(15 12 * * ? *)", MAR_02_0900, Some(1_772_453_700)), // 03-02 12:15
+            // Sat 02-28 19:00 -> Mon 03-02 18:00
+            (
+                "cron(0 18 ? * MON-FRI *)",
+                1_772_305_200,
+                Some(1_772_474_400),
+            ),
+            ("cron(0 8 1 * ? *)", MAR_02_0900, Some(1_775_030_400)), // 04-01 08:00
+            // 09:07 -> 09:15, and strictly after 09:15 -> 09:30
+            ("cron(0/15 * * * ? *)", 1_772_442_420, Some(1_772_442_900)),
+            ("cron(0/15 * * * ? *)", 1_772_442_900, Some(1_772_443_800)),
+            // Fri 03-06 23:55 -> Mon 03-09 00:00
+            (
+                "cron(0/10 * ? * MON-FRI *)",
+                1_772_841_300,
+                Some(1_773_014_400),
+            ),
+            // 03-02 07:59 -> 08:00; 17:55 -> Tue 03-03 08:00
+            (
+                "cron(0/5 8-17 ? * MON-FRI *)",
+                1_772_438_340,
+                Some(1_772_438_400),
+            ),
+            (
+                "cron(0/5 8-17 ? * MON-FRI *)",
+                1_772_474_100,
+                Some(1_772_524_800),
+            ),
+            // First Monday: 03-01 -> 03-02 09:00; strictly after it -> 04-06 09:00
+            ("cron(0 9 ? * 2#1 *)", 1_772_323_200, Some(MAR_02_0900)),
+            ("cron(0 9 ? * 2#1 *)", MAR_02_0900, Some(1_775_466_000)),
+        ]);
     }
 
     #[test]
     fn last_and_weekday_wildcards() {
-        // Last day of month: 2026-03-31, 2026-02-28, 2028-02-29.
-        assert_eq!(next("cron(0 0 L * ? *)", MAR_02_0900), Some(1_774_915_200));
-        assert_eq!(
-            next("cron(0 0 L * ? *)", 1_769_904_000),
-            Some(1_772_236_800)
-        );
-        assert_eq!(
-            next("cron(0 0 L * ? *)", 1_832_976_000),
-            Some(1_835_395_200)
-        );
-        // Last weekday: Sun 2026-05-31 -> Fri 05-29; Sat 2026-02-28 -> Fri 02-27.
-        assert_eq!(
-            next("cron(0 0 LW * ? *)", 1_777_593_600),
-            Some(1_780_012_800)
-        );
-        assert_eq!(
-            next("cron(0 0 LW * ? *)", 1_769_904_000),
-            Some(1_772_150_400)
-        );
-        // Nearest weekday: Sat 2026-08-15 -> Fri 08-14; Sun 2026-11-15 -> Mon 11-16.
-        assert_eq!(
-            next("cron(0 0 15W * ? *)", 1_785_542_400),
-            Some(1_786_665_600)
-        );
-        assert_eq!(
-            next("cron(0 0 15W * ? *)", 1_793_491_200),
-            Some(1_794_787_200)
-        );
-        // 1W stays in the month: Sat 2026-08-01 -> Mon 08-03.
-        assert_eq!(
-            next("cron(0 0 1W * ? *)", 1_784_073_600),
-            Some(1_785_715_200)
-        );
-        // Last Friday: 2026-03-27.
-        assert_eq!(next("cron(0 0 ? * 6L *)", MAR_02_0900), Some(1_774_569_600));
-        // L alone in day-of-week is Saturday: 2026-03-07 00:00.
-        assert_eq!(next("cron(0 0 ? * L *)", MAR_02_0900), Some(1_772_841_600));
-        // Day 31 skips shorter months: 2026-05-31.
-        assert_eq!(
-            next("cron(0 0 31 * ? *)", 1_775_001_600),
-            Some(1_780_185_600)
-        );
+        check(&[
+            // Last day: 2026-03-31, 2026-02-28, 2028-02-29
+            ("cron(0 0 L * ? *)", MAR_02_0900, Some(1_774_915_200)),
+            ("cron(0 0 L * ? *)", 1_769_904_000, Some(1_772_236_800)),
+            ("cron(0 0 L * ? *)", 1_832_976_000, Some(1_835_395_200)),
+            // Last weekday: Sun 2026-05-31 -> Fri 05-29; Sat 2026-02-28 -> Fri 02-27
+            ("cron(0 0 LW * ? *)", 1_777_593_600, Some(1_780_012_800)),
+            ("cron(0 0 LW * ? *)", 1_769_904_000, Some(1_772_150_400)),
+            // Nearest weekday: Sat 2026-08-15 -> Fri 08-14; Sun 2026-11-15 -> Mon 11-16
+            ("cron(0 0 15W * ? *)", 1_785_542_400, Some(1_786_665_600)),
+            ("cron(0 0 15W * ? *)", 1_793_491_200, Some(1_794_787_200)),
+            // 1W stays in the month: Sat 2026-08-01 -> Mon 08-03 (from 07-15)
+            ("cron(0 0 1W * ? *)", 1_784_073_600, Some(1_785_715_200)),
+            // Last Friday: 2026-03-27; L alone is Saturday: 2026-03-07
+            ("cron(0 0 ? * 6L *)", MAR_02_0900, Some(1_774_569_600)),
+            ("cron(0 0 ? * L *)", MAR_02_0900, Some(1_772_841_600)),
+            // Day 31 skips April: 04-01 -> 05-31
+            ("cron(0 0 31 * ? *)", 1_775_001_600, Some(1_780_185_600)),
+        ]);
     }
 
     #[test]
     fn years_leap_days_and_bounds() {
-        // Feb 29 from 2026-01-01 -> 2028-02-29.
-        assert_eq!(
-            next("cron(0 0 29 2 ? *)", 1_767_225_600),
-            Some(1_835_395_200)
-        );
-        // Jump to an allowed year: 2030-01-01 06:30.
-        assert_eq!(
-            next("cron(30 6 * * ? 2030-2031)", MAR_02_0900),
-            Some(1_893_479_400)
-        );
-        assert_eq!(next("cron(0 0 1 1 ? 2020)", MAR_02_0900), None);
-        assert_eq!(next("cron(0 0 30 2 ? *)", MAR_02_0900), None);
-        // 2199 is the last year.
-        assert_eq!(
-            next("cron(0 0 1 1 ? 2199)", MAR_02_0900),
-            Some(7_226_582_400)
-        );
-        assert_eq!(
-            next("cron(0 0 * * ? *)", 7_257_988_800),
-            Some(7_258_032_000)
-        );
-        assert_eq!(next("cron(0 0 * * ? *)", 7_258_032_000), None);
-        assert_eq!(next("cron(59 23 * * ? *)", u64::MAX / 1000), None);
+        check(&[
+            // Feb 29 from 2026-01-01 -> 2028-02-29
+            ("cron(0 0 29 2 ? *)", 1_767_225_600, Some(1_835_395_200)),
+            // Jump to an allowed year: 2030-01-01 06:30
+            (
+                "cron(30 6 * * ? 2030-2031)",
+                MAR_02_0900,
+                Some(1_893_479_400),
+            ),
+            ("cron(0 0 1 1 ? 2020)", MAR_02_0900, None),
+            ("cron(0 0 30 2 ? *)", MAR_02_0900, None),
+            // 2199 is the last year: 2199-01-01; 2199-12-30 12:00 -> 12-31; then nothing
+            ("cron(0 0 1 1 ? 2199)", MAR_02_0900, Some(7_226_582_400)),
+            ("cron(0 0 * * ? *)", 7_257_988_800, Some(7_258_032_000)),
+            ("cron(0 0 * * ? *)", 7_258_032_000, None),
+            ("cron(59 23 * * ? *)", u64::MAX / 1000, None),
+        ]);
     }
 }

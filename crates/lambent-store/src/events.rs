@@ -642,7 +642,9 @@ pub fn finish(
             .execute(params![id, result, error, condition, now_ms])?,
     };
     if changed == 0 {
-        return Err(EventStoreError::NotFound(format!("event {id} does not exist")));
+        return Err(EventStoreError::NotFound(format!(
+            "event {id} does not exist"
+        )));
     }
     Ok(())
 }
@@ -667,9 +669,10 @@ pub fn events(
         "SELECT {EVENT_COLUMNS} FROM events WHERE (?1 IS NULL OR function = ?1) \
          AND (?2 IS NULL OR state = ?2) ORDER BY accepted_ms DESC, id LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![function, state.map(EventState::as_str), limit], |r| {
-        row_to_event(r)
-    })?;
+    let rows = stmt.query_map(
+        params![function, state.map(EventState::as_str), limit],
+        |r| row_to_event(r),
+    )?;
     collect(rows)
 }
 
@@ -686,9 +689,7 @@ pub fn depth(conn: &Connection) -> Result<(u64, u64), EventStoreError> {
 /// When the next waiting event is due.
 pub fn next_due(conn: &Connection) -> Result<Option<i64>, EventStoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT min(next_ms) FROM events WHERE state IN ('queued', 'retrying')",
-        )?
+        .prepare_cached("SELECT min(next_ms) FROM events WHERE state IN ('queued', 'retrying')")?
         .query_row([], |r| r.get(0))?)
 }
 
@@ -1014,7 +1015,10 @@ pub fn receive(
          RETURNING {MESSAGE_COLUMNS}"
     ))?;
     let mut out = stmt
-        .query_map(params![queue_name, now_ms, limit, hidden_until_ms], row_to_message)?
+        .query_map(
+            params![queue_name, now_ms, limit, hidden_until_ms],
+            row_to_message,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     out.sort_by_key(|m| m.sent_ms);
     Ok(out)
@@ -1255,7 +1259,10 @@ mod tests {
             .await
             .expect("finish");
         let a = store.read(|c| event(c, "a")).expect("get").expect("a");
-        assert_eq!((a.state, a.attempts, a.throttles), (EventState::Retrying, 1, 1));
+        assert_eq!(
+            (a.state, a.attempts, a.throttles),
+            (EventState::Retrying, 1, 1)
+        );
         assert_eq!(store.read(|c| next_due(c)).expect("due"), Some(9000));
         let missing = store
             .write(|c| finish(c, "nope", &Outcome::Succeeded { result: vec![] }, 1))
@@ -1334,7 +1341,13 @@ mod tests {
             ["m0", "m1"]
         );
         let counts = store.read(|c| queue_counts(c, "main", 10)).expect("counts");
-        assert_eq!(counts, QueueCounts { visible: 1, hidden: 2 });
+        assert_eq!(
+            counts,
+            QueueCounts {
+                visible: 1,
+                hidden: 2
+            }
+        );
         store
             .write(|c| {
                 delete_messages(c, "main", &["m0".into()])?;

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use clap::Args;
 use lambent_control::auth::Bootstrap;
 use lambent_control::{
-    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_SANDBOXES, Platform, PlatformConfig,
+    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_SANDBOXES, EventsConfig, Platform,
+    PlatformConfig,
 };
 use lambent_core::{FunctionCreate, FunctionName, UrlAuthType};
 
@@ -53,6 +54,16 @@ pub struct ServeArgs {
     /// Concurrent executions the account may have at once (reservations are carved out of it).
     #[arg(long, default_value_t = lambent_core::limits::DEFAULT_ACCOUNT_CONCURRENCY)]
     account_concurrency: u32,
+    /// Seconds before the first retry of a failed asynchronous event; the second waits twice as
+    /// long (both with jitter). Lambda waits about a minute.
+    #[arg(long, default_value_t = 60.0)]
+    event_retry_delay: f64,
+    /// Asynchronous events run at once, at most.
+    #[arg(long, default_value_t = 256)]
+    event_pollers: usize,
+    /// Let `POST /v1/debug/clock` move the clock of events and schedules forward (for tests).
+    #[arg(long)]
+    test_clock: bool,
 }
 
 /// A bundled example: name, code, environment, description.
@@ -244,10 +255,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             region: args.region.clone(),
             account_concurrency: args.account_concurrency,
             initial_key,
+            events: EventsConfig {
+                retry_base: std::time::Duration::try_from_secs_f64(args.event_retry_delay)
+                    .context("--event-retry-delay must be a non-negative number of seconds")?,
+                pollers: args.event_pollers.max(1),
+                test_clock: args.test_clock,
+            },
         })
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?,
     );
     let loaded = platform.warm_up().await?;
+    platform.start_async();
     let stats = platform.stats();
     tracing::info!(
         data_dir = %data_dir.display(),

@@ -115,9 +115,23 @@ async fn run(
         "RequestResponse" => {}
         "Event" => {
             let payload = read_limited(headers, body, MAX_ASYNC_PAYLOAD_BYTES).await?;
-            let id = p.invoke_event(&name, &selector, payload, passed)?;
+            // The function sees a JSON event, as on the synchronous path.
+            let kept = passed
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+                .collect();
+            let request = lambent_control::EventRequest {
+                payload,
+                headers: kept,
+                idempotency_key: crate::events::idempotency_key(headers)
+                    .map_err(LambdaError::from)?,
+                source: "lambda".into(),
+                id: None,
+            };
+            let enqueued = p.accept_event(&name, &selector, request).await?;
             let mut r = StatusCode::ACCEPTED.into_response();
-            r.headers_mut().insert(HEADER_REQUEST_ID, value(&id));
+            r.headers_mut()
+                .insert(HEADER_REQUEST_ID, value(&enqueued.id));
             return Ok(r);
         }
         "DryRun" => {

@@ -1,0 +1,682 @@
+//! lambent's named queues: producers send messages over HTTP, a trigger hands them to a function
+//! in batches (Lambda's SQS event shape, with `batchItemFailures` honoured), and a queue is also
+//! where failed asynchronous events land as dead letters, to be inspected, redriven or purged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use lambent_core::event::{
+    DEFAULT_VISIBILITY_S, MAX_BATCH_SIZE, MAX_BATCH_WINDOW_S, MAX_MESSAGE_BYTES, MAX_VISIBILITY_S,
+};
+use lambent_core::limits::ACCOUNT_ID;
+use lambent_core::{FunctionName, InvokeError, QueueName, Selector};
+use lambent_store::events::{
+    self as store, Message, NewEvent, NewMessage, QueueCounts, QueueRow, TriggerRow,
+};
+use serde_json::{Value, json};
+
+use crate::platform::{ControlError, InvokeOptions, Platform, new_id};
+
+/// Most messages one send may carry.
+pub const MAX_SEND_BATCH: usize = 1000;
+
+/// What a caller sets on a new queue.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSpec {
+    /// How long a received message stays hidden (default 30 s).
+    pub visibility_s: Option<u32>,
+    /// Where messages go after `max_receives` receives.
+    pub dead_letter: Option<QueueName>,
+    /// Receives before a message moves to the dead-letter queue.
+    pub max_receives: Option<u32>,
+}
+
+/// What a caller sets on a trigger.
+#[derive(Debug, Clone)]
+pub struct TriggerSpec {
+    /// The function.
+    pub function: FunctionName,
+    /// Its version or alias.
+    pub qualifier: Selector,
+    /// Most messages per call (1-10000, default 10).
+    pub batch_size: u32,
+    /// Longest wait to fill a batch, in ms (0-300 s).
+    pub window_ms: u32,
+    /// Whether it runs.
+    pub enabled: bool,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default)]
+pub struct Redriven {
+    /// Messages turned back into events: (message id, new event id).
+    pub redriven: Vec<(String, String)>,
+    /// Messages left in place, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The function and payload a dead letter (an invocation record) came from.
+fn record_source(body: &[u8]) -> Result<(String, String, Vec<u8>), String> {
+    let record: Value = serde_json::from_slice(body)
+        .map_err(|_| "not an invocation record (not JSON)".to_owned())?;
+    let arn = record["requestContext"]["functionArn"]
+        .as_str()
+        .ok_or("not an invocation record (no requestContext.functionArn)")?;
+    let parts: Vec<&str> = arn.split(':').collect();
+    let (function, qualifier) = match parts.as_slice() {
+        ["arn", _, "lambda", _, _, "function", f] => (*f, "$LATEST"),
+        ["arn", _, "lambda", _, _, "function", f, q] => (*f, *q),
+        _ => return Err(format!("function ARN {arn} is not understood")),
+    };
+    let payload = if let Some(b64) = record["lambent"]["payloadBase64"].as_str() {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("payloadBase64 is not base64: {e}"))?
+    } else {
+        match &record["requestPayload"] {
+            Value::Null => return Err("the record has no requestPayload".into()),
+            v => v.to_string().into_bytes(),
+        }
+    };
+    Ok((function.to_owned(), qualifier.to_owned(), payload))
+}
+
+fn queue_not_found(name: &QueueName) -> ControlError {
+    ControlError::NotFound(format!(
+        "queue {name} does not exist; create it with lambent queue create {name}"
+    ))
+}
+
+impl Platform {
+    /// Creates a queue.
+    pub async fn create_queue(
+        &self,
+        name: &QueueName,
+        spec: QueueSpec,
+    ) -> Result<QueueRow, ControlError> {
+        let visibility_s = spec.visibility_s.unwrap_or(DEFAULT_VISIBILITY_S);
+        if visibility_s > MAX_VISIBILITY_S {
+            return Err(ControlError::Invalid(format!(
+                "visibilityTimeout must be 0 to {MAX_VISIBILITY_S} seconds"
+            )));
+        }
+        match (&spec.dead_letter, spec.max_receives) {
+            (Some(dlq), Some(n)) if n >= 1 => {
+                if dlq == name {
+                    return Err(ControlError::Invalid(
+                        "a queue cannot be its own dead-letter queue".into(),
+                    ));
+                }
+                self.queue(dlq)?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ControlError::Invalid(
+                    "give deadLetterQueue and maxReceiveCount (at least 1) together".into(),
+                ));
+            }
+        }
+        let row = QueueRow {
+            name: name.to_string(),
+            created_ms: self.clock().now_ms(),
+            visibility_s,
+            dead_letter: spec.dead_letter.map(|q| q.to_string()),
+            max_receives: spec.max_receives,
+        };
+        let stored = row.clone();
+        self.events
+            .store
+            .write(move |c| store::create_queue(c, &stored))
+            .await?;
+        Ok(row)
+    }
+
+    /// One queue and its counts.
+    pub fn queue(&self, name: &QueueName) -> Result<(QueueRow, QueueCounts), ControlError> {
+        let now = self.clock().now_ms();
+        self.events
+            .store
+            .read(|c| {
+                let Some(q) = store::queue(c, name.as_str())? else {
+                    return Ok(None);
+                };
+                Ok(Some((q, store::queue_counts(c, name.as_str(), now)?)))
+            })?
+            .ok_or_else(|| queue_not_found(name))
+    }
+
+    /// Every queue and its counts.
+    pub fn queues(&self) -> Result<Vec<(QueueRow, QueueCounts)>, ControlError> {
+        let now = self.clock().now_ms();
+        Ok(self.events.store.read(|c| {
+            store::queues(c)?
+                .into_iter()
+                .map(|q| {
+                    let counts = store::queue_counts(c, &q.name, now)?;
+                    Ok((q, counts))
+                })
+                .collect()
+        })?)
+    }
+
+    /// Deletes a queue with its messages and trigger. A queue still named as a destination or
+    /// dead-letter queue cannot be deleted.
+    pub async fn delete_queue(&self, name: &QueueName) -> Result<(), ControlError> {
+        self.queue(name)?;
+        let used_by = self
+            .queues()?
+            .into_iter()
+            .find(|(q, _)| q.dead_letter.as_deref() == Some(name.as_str()))
+            .map(|(q, _)| format!("queue {}", q.name))
+            .or_else(|| {
+                let d = format!("queue:{name}");
+                self.events
+                    .store
+                    .read(store::configs)
+                    .ok()?
+                    .into_iter()
+                    .find(|c| {
+                        c.on_failure.as_deref() == Some(d.as_str())
+                            || c.on_success.as_deref() == Some(d.as_str())
+                    })
+                    .map(|c| format!("function {}:{}", c.function, c.qualifier))
+            });
+        if let Some(user) = used_by {
+            return Err(ControlError::Conflict(format!(
+                "queue {name} is a destination of {user}; change that first"
+            )));
+        }
+        let n = name.as_str().to_owned();
+        self.events
+            .store
+            .write(move |c| store::delete_queue(c, &n))
+            .await?;
+        self.events.triggers_changed.notify_one();
+        Ok(())
+    }
+
+    /// Sends messages; returns their ids.
+    pub async fn send_messages(
+        &self,
+        name: &QueueName,
+        bodies: Vec<(Bytes, Value)>,
+    ) -> Result<Vec<String>, ControlError> {
+        if bodies.is_empty() || bodies.len() > MAX_SEND_BATCH {
+            return Err(ControlError::Invalid(format!(
+                "send 1 to {MAX_SEND_BATCH} messages at a time"
+            )));
+        }
+        let mut messages = Vec::with_capacity(bodies.len());
+        for (body, attributes) in bodies {
+            if body.len() > MAX_MESSAGE_BYTES {
+                return Err(InvokeError::PayloadTooLarge {
+                    limit: MAX_MESSAGE_BYTES,
+                }
+                .into());
+            }
+            if std::str::from_utf8(&body).is_err() {
+                return Err(ControlError::Invalid(
+                    "a message body must be UTF-8 text (encode binary data, e.g. as base64)".into(),
+                ));
+            }
+            if !attributes.is_object() {
+                return Err(ControlError::Invalid(
+                    "message attributes must be a JSON object".into(),
+                ));
+            }
+            messages.push(NewMessage {
+                id: new_id(),
+                body: body.to_vec(),
+                attributes,
+            });
+        }
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        let now = self.clock().now_ms();
+        let n = name.as_str().to_owned();
+        self.events
+            .store
+            .write(move |c| store::send(c, &n, &messages, now))
+            .await
+            .map_err(|e| match e {
+                lambent_store::EventStoreError::NotFound(_) => queue_not_found(name),
+                other => other.into(),
+            })?;
+        self.events.queue_wake(name.as_str()).notify_one();
+        Ok(ids)
+    }
+
+    /// Messages of a queue, oldest first, without receiving them.
+    pub fn messages(&self, name: &QueueName, limit: usize) -> Result<Vec<Message>, ControlError> {
+        self.queue(name)?;
+        Ok(self
+            .events
+            .store
+            .read(|c| store::peek(c, name.as_str(), limit))?)
+    }
+
+    /// One message.
+    pub fn message(&self, name: &QueueName, id: &str) -> Result<Message, ControlError> {
+        self.queue(name)?;
+        self.events
+            .store
+            .read(|c| store::message(c, name.as_str(), id))?
+            .ok_or_else(|| ControlError::NotFound(format!("queue {name} has no message {id}")))
+    }
+
+    /// Deletes one message.
+    pub async fn delete_message(&self, name: &QueueName, id: &str) -> Result<(), ControlError> {
+        let (n, ids) = (name.as_str().to_owned(), vec![id.to_owned()]);
+        let deleted = self
+            .events
+            .store
+            .write(move |c| store::delete_messages(c, &n, &ids))
+            .await?;
+        if deleted == 0 {
+            return Err(ControlError::NotFound(format!(
+                "queue {name} has no message {id}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes every message of a queue; how many.
+    pub async fn purge_queue(&self, name: &QueueName) -> Result<usize, ControlError> {
+        self.queue(name)?;
+        let n = name.as_str().to_owned();
+        Ok(self
+            .events
+            .store
+            .write(move |c| store::purge(c, &n))
+            .await?)
+    }
+
+    /// Turns dead letters (invocation records) back into events of the function they came from,
+    /// and removes them from the queue, in one transaction. `ids` limits it to some messages.
+    pub async fn redrive(
+        &self,
+        name: &QueueName,
+        ids: Option<Vec<String>>,
+    ) -> Result<Redriven, ControlError> {
+        self.queue(name)?;
+        let candidates: Vec<Message> = match &ids {
+            None => self.messages(name, 10_000)?,
+            Some(ids) => ids
+                .iter()
+                .map(|id| self.message(name, id))
+                .collect::<Result<_, _>>()?,
+        };
+        let now = self.clock().now_ms();
+        let mut out = Redriven::default();
+        let mut events = Vec::new();
+        for m in candidates {
+            match record_source(&m.body) {
+                Ok((function, qualifier, payload)) => {
+                    let id = new_id();
+                    out.redriven.push((m.id.clone(), id.clone()));
+                    events.push((
+                        m.id,
+                        NewEvent {
+                            id,
+                            function,
+                            qualifier,
+                            payload,
+                            headers: vec![("content-type".into(), "application/json".into())],
+                            idempotency_key: None,
+                            source: format!("redrive:{name}"),
+                            accepted_ms: now,
+                        },
+                    ));
+                }
+                Err(why) => out.skipped.push((m.id, why)),
+            }
+        }
+        let n = name.as_str().to_owned();
+        self.events
+            .store
+            .write(move |c| {
+                for (message, event) in &events {
+                    store::enqueue(c, event)?;
+                    store::delete_messages(c, &n, std::slice::from_ref(message))?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.events.dispatch.notify_one();
+        Ok(out)
+    }
+
+    // ----- triggers -----------------------------------------------------------------------
+
+    /// Attaches (or replaces) the function that consumes a queue.
+    pub async fn put_trigger(
+        &self,
+        name: &QueueName,
+        spec: TriggerSpec,
+    ) -> Result<TriggerRow, ControlError> {
+        self.queue(name)?;
+        if spec.batch_size == 0 || spec.batch_size > MAX_BATCH_SIZE {
+            return Err(ControlError::Invalid(format!(
+                "batchSize must be 1 to {MAX_BATCH_SIZE}"
+            )));
+        }
+        if spec.window_ms > MAX_BATCH_WINDOW_S * 1000 {
+            return Err(ControlError::Invalid(format!(
+                "maximumBatchingWindowInSeconds must be 0 to {MAX_BATCH_WINDOW_S}"
+            )));
+        }
+        let q = self.route(&spec.function, &spec.qualifier)?;
+        self.get(&spec.function, q)?;
+        let row = TriggerRow {
+            queue: name.to_string(),
+            function: spec.function.to_string(),
+            qualifier: spec.qualifier.to_string(),
+            batch_size: spec.batch_size,
+            window_ms: spec.window_ms,
+            enabled: spec.enabled,
+            created_ms: self.clock().now_ms(),
+        };
+        let stored = row.clone();
+        self.events
+            .store
+            .write(move |c| store::put_trigger(c, &stored))
+            .await?;
+        self.events.triggers_changed.notify_one();
+        Ok(row)
+    }
+
+    /// The trigger of a queue.
+    pub fn trigger(&self, name: &QueueName) -> Result<TriggerRow, ControlError> {
+        self.triggers()?
+            .into_iter()
+            .find(|t| t.queue == name.as_str())
+            .ok_or_else(|| ControlError::NotFound(format!("queue {name} has no trigger")))
+    }
+
+    /// Every trigger.
+    pub fn triggers(&self) -> Result<Vec<TriggerRow>, ControlError> {
+        Ok(self.events.store.read(store::triggers)?)
+    }
+
+    /// Detaches a queue's function.
+    pub async fn delete_trigger(&self, name: &QueueName) -> Result<(), ControlError> {
+        let n = name.as_str().to_owned();
+        let existed = self
+            .events
+            .store
+            .write(move |c| store::delete_trigger(c, &n))
+            .await?;
+        if !existed {
+            return Err(ControlError::NotFound(format!(
+                "queue {name} has no trigger"
+            )));
+        }
+        self.events.triggers_changed.notify_one();
+        Ok(())
+    }
+
+    /// Keeps one consumer task per enabled trigger.
+    pub(crate) async fn trigger_supervisor(self: Arc<Self>) {
+        let mut running: HashMap<String, (TriggerRow, tokio::task::JoinHandle<()>)> =
+            HashMap::new();
+        loop {
+            match self.triggers() {
+                Ok(rows) => {
+                    let wanted: HashMap<String, TriggerRow> = rows
+                        .into_iter()
+                        .filter(|t| t.enabled)
+                        .map(|t| (t.queue.clone(), t))
+                        .collect();
+                    running.retain(|queue, (row, task)| {
+                        let keep = wanted.get(queue) == Some(row) && !task.is_finished();
+                        if !keep {
+                            task.abort();
+                        }
+                        keep
+                    });
+                    for (queue, row) in wanted {
+                        if !running.contains_key(&queue) {
+                            let p = self.clone();
+                            let r = row.clone();
+                            let task = tokio::spawn(async move { p.consume(r).await });
+                            running.insert(queue, (row, task));
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("cannot read triggers: {e}"),
+            }
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.events.triggers_changed.notified(),
+            )
+            .await;
+        }
+    }
+
+    /// Receives up to `limit` messages, hidden for the queue's visibility timeout or the
+    /// function's timeout, whichever is longer.
+    async fn receive(&self, trigger: &TriggerRow, limit: usize, hidden_ms: i64) -> Vec<Message> {
+        let now = self.clock().now_ms();
+        let queue = trigger.queue.clone();
+        match self
+            .events
+            .store
+            .write(move |c| store::receive(c, &queue, now, limit, now + hidden_ms))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(queue = %trigger.queue, "cannot receive: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn consume(self: Arc<Self>, trigger: TriggerRow) {
+        let wake = self.events.queue_wake(&trigger.queue);
+        let batch_size = trigger.batch_size as usize;
+        loop {
+            let (visibility_ms, timeout_ms) = self.consumer_timing(&trigger);
+            let hidden_ms = visibility_ms.max(timeout_ms + 5_000);
+            let mut batch = self.receive(&trigger, batch_size, hidden_ms).await;
+            if batch.is_empty() {
+                let queue = trigger.queue.clone();
+                let next = self
+                    .events
+                    .store
+                    .read(|c| store::next_visible(c, &queue))
+                    .ok()
+                    .flatten();
+                let ms = next.map_or(1000, |t| (t - self.clock().now_ms()).clamp(0, 1000));
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(1000)),
+                    wake.notified(),
+                )
+                .await;
+                continue;
+            }
+            if batch.len() < batch_size && trigger.window_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::from(trigger.window_ms))).await;
+                let more = self
+                    .receive(&trigger, batch_size - batch.len(), hidden_ms)
+                    .await;
+                batch.extend(more);
+            }
+            self.deliver_batch(&trigger, batch, visibility_ms).await;
+        }
+    }
+
+    /// The queue's visibility timeout and the function's timeout, in ms.
+    fn consumer_timing(&self, trigger: &TriggerRow) -> (i64, i64) {
+        let visibility = QueueName::new(&trigger.queue)
+            .ok()
+            .and_then(|q| self.queue(&q).ok())
+            .map_or(i64::from(DEFAULT_VISIBILITY_S), |(q, _)| {
+                i64::from(q.visibility_s)
+            })
+            * 1000;
+        let timeout = FunctionName::new(&trigger.function)
+            .ok()
+            .and_then(|f| {
+                let s: Selector = trigger.qualifier.parse().ok()?;
+                let q = self.route(&f, &s).ok()?;
+                self.get(&f, q).ok()
+            })
+            .map_or(3, |v| i64::from(v.config.timeout_s))
+            * 1000;
+        (visibility, timeout)
+    }
+
+    /// Runs one batch and acknowledges what succeeded.
+    async fn deliver_batch(&self, trigger: &TriggerRow, batch: Vec<Message>, visibility_ms: i64) {
+        let arn = format!("arn:aws:sqs:{}:{ACCOUNT_ID}:{}", self.region, trigger.queue);
+        let records: Vec<Value> = batch
+            .iter()
+            .map(|m| {
+                json!({
+                    "messageId": m.id,
+                    "receiptHandle": m.id,
+                    "body": String::from_utf8_lossy(&m.body),
+                    "attributes": {
+                        "ApproximateReceiveCount": m.receives.to_string(),
+                        "SentTimestamp": m.sent_ms.to_string(),
+                        "SenderId": "lambent",
+                        "ApproximateFirstReceiveTimestamp": m.sent_ms.to_string(),
+                    },
+                    "messageAttributes": m.attributes,
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": self.region,
+                })
+            })
+            .collect();
+        let payload = json!({ "Records": records }).to_string();
+        let all: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+        let failed = match self.invoke_batch(trigger, payload).await {
+            Ok(body) => partial_failures(&body, &all),
+            Err(why) => {
+                tracing::warn!(queue = %trigger.queue, function = %trigger.function, "batch failed: {why}");
+                all.clone()
+            }
+        };
+        let done: Vec<String> = all.into_iter().filter(|id| !failed.contains(id)).collect();
+        let queue = trigger.queue.clone();
+        let visible_at = self.clock().now_ms() + visibility_ms;
+        if let Err(e) = self
+            .events
+            .store
+            .write(move |c| {
+                store::delete_messages(c, &queue, &done)?;
+                store::release(c, &queue, &failed, visible_at)
+            })
+            .await
+        {
+            tracing::error!(queue = %trigger.queue, "cannot acknowledge a batch: {e}");
+        }
+    }
+
+    /// One synchronous call with a batch; the response body, or why it failed.
+    async fn invoke_batch(&self, trigger: &TriggerRow, payload: String) -> Result<Vec<u8>, String> {
+        let name = FunctionName::new(&trigger.function).map_err(|e| e.to_string())?;
+        let selector: Selector = trigger
+            .qualifier
+            .parse()
+            .map_err(|e: lambent_core::NameError| e.to_string())?;
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| e.to_string())?;
+        let options = InvokeOptions {
+            script_name: format!("/fn/{name}"),
+            remote_addr: None,
+            request_id: None,
+        };
+        let served = self
+            .invoke(&name, &selector, request, options)
+            .await
+            .map_err(|f| f.error.to_string())?;
+        let status = served.response.status();
+        let error = served.function_error.clone();
+        let body = served
+            .response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if let Some(e) = error {
+            return Err(format!("function error {e}"));
+        }
+        if status.is_server_error() {
+            return Err(format!("the function answered {status}"));
+        }
+        Ok(body.to_vec())
+    }
+}
+
+/// The messages a successful call reported as failed (Lambda's `batchItemFailures`). An
+/// identifier that is empty or not in the batch fails the whole batch, as on Lambda.
+fn partial_failures(body: &[u8], batch: &[String]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let Some(items) = v.get("batchItemFailures").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut failed = Vec::new();
+    for item in items {
+        match item.get("itemIdentifier").and_then(Value::as_str) {
+            Some(id) if batch.iter().any(|b| b == id) => failed.push(id.to_owned()),
+            _ => return batch.to_vec(),
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_item_failures_are_read_like_lambda() {
+        let batch = vec!["a".to_owned(), "b".to_owned()];
+        assert!(partial_failures(b"null", &batch).is_empty());
+        assert!(partial_failures(b"{\"batchItemFailures\": []}", &batch).is_empty());
+        assert_eq!(
+            partial_failures(
+                b"{\"batchItemFailures\": [{\"itemIdentifier\": \"b\"}]}",
+                &batch
+            ),
+            ["b"]
+        );
+        assert_eq!(
+            partial_failures(
+                b"{\"batchItemFailures\": [{\"itemIdentifier\": \"zz\"}]}",
+                &batch
+            ),
+            batch
+        );
+        assert_eq!(
+            partial_failures(b"{\"batchItemFailures\": [{}]}", &batch),
+            batch
+        );
+    }
+
+    #[test]
+    fn dead_letters_lead_back_to_their_function_and_payload() {
+        let record = json!({
+            "requestContext": {"functionArn": "arn:aws:lambda:us-east-1:0:function:f:prod"},
+            "requestPayload": {"n": 1}
+        });
+        let (f, q, p) = record_source(record.to_string().as_bytes()).expect("record");
+        assert_eq!((f.as_str(), q.as_str()), ("f", "prod"));
+        assert_eq!(p, b"{\"n\":1}");
+        assert!(record_source(b"hello").is_err());
+        assert!(record_source(b"{}").is_err());
+    }
+}
