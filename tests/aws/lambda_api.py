@@ -92,6 +92,20 @@ def error_code(e):
     return e.response["Error"]["Code"]
 
 
+def native(method, path, body=None):
+    """A call to lambent's native API (`/v1/...`) with the admin key; returns (status, JSON)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{ENDPOINT}{path}", data=data, method=method, headers={
+        "Authorization": f"Bearer {KEY_ID}:{SECRET}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
 class LambdaApi(unittest.TestCase):
     maxDiff = None
 
@@ -227,6 +241,145 @@ class LambdaApi(unittest.TestCase):
             l.get_function(FunctionName="life")
         with self.assertRaises(l.exceptions.ResourceNotFoundException):
             self.invoke("life", {})
+
+    def test_event_invoke_configs(self):
+        l = self.l
+        self.create("asyncfg")
+        status, body = native("POST", "/v1/queues", {"name": "asyncfg-dlq"})
+        self.assertEqual(status, 201, body)
+        dlq = f"arn:aws:sqs:{REGION}:000000000000:asyncfg-dlq"
+        latest_arn = f"arn:aws:lambda:{REGION}:000000000000:function:asyncfg:$LATEST"
+
+        # Put: fields not given take Lambda's defaults.
+        put = l.put_function_event_invoke_config(
+            FunctionName="asyncfg", MaximumRetryAttempts=1,
+            DestinationConfig={"OnFailure": {"Destination": dlq}})
+        self.assertEqual(put["FunctionArn"], latest_arn)
+        self.assertEqual(put["MaximumRetryAttempts"], 1)
+        self.assertEqual(put["MaximumEventAgeInSeconds"], 21600)
+        self.assertEqual(put["DestinationConfig"]["OnFailure"], {"Destination": dlq})
+        self.assertNotIn("Destination", put["DestinationConfig"].get("OnSuccess", {}))
+        self.assertIsInstance(put["LastModified"], datetime.datetime)
+        age = datetime.datetime.now(datetime.timezone.utc) - put["LastModified"]
+        self.assertLess(abs(age.total_seconds()), 300, put["LastModified"])
+
+        got = l.get_function_event_invoke_config(FunctionName="asyncfg")
+        for k in ["FunctionArn", "MaximumRetryAttempts", "MaximumEventAgeInSeconds",
+                  "DestinationConfig", "LastModified"]:
+            self.assertEqual(got[k], put[k], k)
+        # The same configuration by ARN and by an explicit $LATEST.
+        by_arn = l.get_function_event_invoke_config(
+            FunctionName=f"arn:aws:lambda:{REGION}:000000000000:function:asyncfg",
+            Qualifier="$LATEST")
+        self.assertEqual(by_arn["MaximumRetryAttempts"], 1)
+
+        # Update merges: the destination and the retries stay.
+        up = l.update_function_event_invoke_config(FunctionName="asyncfg",
+                                                   MaximumEventAgeInSeconds=120)
+        self.assertEqual(up["MaximumEventAgeInSeconds"], 120)
+        self.assertEqual(up["MaximumRetryAttempts"], 1)
+        self.assertEqual(up["DestinationConfig"]["OnFailure"], {"Destination": dlq})
+        # Put replaces: what is not given goes back to the defaults.
+        again = l.put_function_event_invoke_config(FunctionName="asyncfg",
+                                                   MaximumRetryAttempts=0)
+        self.assertEqual(again["MaximumEventAgeInSeconds"], 21600)
+        self.assertNotIn("Destination", again["DestinationConfig"].get("OnFailure", {}))
+        l.put_function_event_invoke_config(
+            FunctionName="asyncfg", MaximumRetryAttempts=1,
+            DestinationConfig={"OnFailure": {"Destination": dlq}})
+
+        # Update with no configuration yet creates one from the defaults, as Lambda does.
+        l.publish_version(FunctionName="asyncfg")
+        v1 = l.update_function_event_invoke_config(FunctionName="asyncfg:1",
+                                                   MaximumRetryAttempts=0)
+        self.assertEqual(v1["FunctionArn"],
+                         f"arn:aws:lambda:{REGION}:000000000000:function:asyncfg:1")
+        self.assertEqual((v1["MaximumRetryAttempts"], v1["MaximumEventAgeInSeconds"]),
+                         (0, 21600))
+
+        # List, whole and page by page.
+        listed = l.list_function_event_invoke_configs(FunctionName="asyncfg")
+        self.assertEqual([c["FunctionArn"] for c in listed["FunctionEventInvokeConfigs"]],
+                         [latest_arn, v1["FunctionArn"]])
+        self.assertNotIn("NextMarker", listed)
+        first = l.list_function_event_invoke_configs(FunctionName="asyncfg", MaxItems=1)
+        self.assertEqual(len(first["FunctionEventInvokeConfigs"]), 1)
+        second = l.list_function_event_invoke_configs(FunctionName="asyncfg", MaxItems=1,
+                                                      Marker=first["NextMarker"])
+        self.assertEqual([c["FunctionArn"] for c in second["FunctionEventInvokeConfigs"]],
+                         [v1["FunctionArn"]])
+        paged = [c["FunctionArn"] for p in
+                 l.get_paginator("list_function_event_invoke_configs").paginate(
+                     FunctionName="asyncfg", PaginationConfig={"PageSize": 1})
+                 for c in p["FunctionEventInvokeConfigs"]]
+        self.assertEqual(paged, [latest_arn, v1["FunctionArn"]])
+
+        # Errors say what to fix, with Lambda's types.
+        with self.assertRaises(l.exceptions.InvalidParameterValueException) as e:
+            l.put_function_event_invoke_config(FunctionName="asyncfg", MaximumRetryAttempts=3)
+        self.assertIn("MaximumRetryAttempts", str(e.exception))
+        with self.assertRaises(l.exceptions.InvalidParameterValueException):
+            l.update_function_event_invoke_config(FunctionName="asyncfg",
+                                                  MaximumEventAgeInSeconds=21601)
+        with self.assertRaises(l.exceptions.InvalidParameterValueException) as e:
+            l.put_function_event_invoke_config(
+                FunctionName="asyncfg",
+                DestinationConfig={"OnFailure": {
+                    "Destination": f"arn:aws:sqs:{REGION}:000000000000:no-such-queue"}})
+        self.assertIn("no-such-queue", str(e.exception))
+        with self.assertRaises(l.exceptions.InvalidParameterValueException):
+            l.put_function_event_invoke_config(
+                FunctionName="asyncfg",
+                DestinationConfig={"OnSuccess": {
+                    "Destination": f"arn:aws:lambda:{REGION}:000000000000:function:nobody"}})
+        with self.assertRaises(l.exceptions.InvalidParameterValueException):
+            l.put_function_event_invoke_config(
+                FunctionName="asyncfg",
+                DestinationConfig={"OnSuccess": {
+                    "Destination": f"arn:aws:sns:{REGION}:000000000000:topic"}})
+        with self.assertRaises(l.exceptions.ResourceNotFoundException):
+            l.put_function_event_invoke_config(FunctionName="no-such-function")
+        # A refused change leaves the configuration as it was.
+        kept = l.get_function_event_invoke_config(FunctionName="asyncfg")
+        self.assertEqual((kept["MaximumRetryAttempts"], kept["DestinationConfig"]["OnFailure"]),
+                         (1, {"Destination": dlq}))
+        # Unknown fields are refused rather than ignored.
+        status, body, _ = send(signed_api_request(
+            "PUT", "/2019-09-25/functions/asyncfg/event-invoke-config",
+            json.dumps({"MaximumRetryAttempts": 1, "Retries": 5}).encode()))
+        self.assertEqual(status, 400, body)
+
+        # Delete, and the configuration is gone.
+        l.delete_function_event_invoke_config(FunctionName="asyncfg")
+        with self.assertRaises(l.exceptions.ResourceNotFoundException):
+            l.get_function_event_invoke_config(FunctionName="asyncfg")
+        with self.assertRaises(l.exceptions.ResourceNotFoundException):
+            l.delete_function_event_invoke_config(FunctionName="asyncfg")
+        self.assertEqual([c["FunctionArn"] for c in l.list_function_event_invoke_configs(
+            FunctionName="asyncfg")["FunctionEventInvokeConfigs"]], [v1["FunctionArn"]])
+        l.delete_function(FunctionName="asyncfg")
+        native("DELETE", "/v1/queues/asyncfg-dlq")
+
+    def test_an_async_invoke_is_an_event(self):
+        l = self.l
+        self.create("asyncev")
+        r = l.invoke(FunctionName="asyncev", InvocationType="Event", Payload=b'{"n": 7}')
+        self.assertEqual(r["StatusCode"], 202)
+        self.assertEqual(r["ResponseMetadata"]["HTTPStatusCode"], 202)
+        event_id = r["ResponseMetadata"]["RequestId"]
+        self.assertTrue(event_id)
+        deadline = time.time() + 30
+        while True:
+            status, event = native("GET", f"/v1/events/{event_id}")
+            self.assertEqual(status, 200, event)
+            if event["state"] == "succeeded":
+                break
+            self.assertNotEqual(event["state"], "failed", event)
+            self.assertLess(time.time(), deadline, f"the event never succeeded: {event}")
+            time.sleep(0.1)
+        self.assertEqual(event["function"], "asyncev")
+        self.assertEqual(event["result"]["echo"], {"n": 7})
+        l.delete_function(FunctionName="asyncev")
 
     def wait_for_log(self, function, request_id):
         deadline = time.time() + 30
@@ -384,6 +537,15 @@ def signed_request(body, when, secret=SECRET):
     with mock.patch.object(botocore.auth, "get_current_datetime",
                            lambda *a, **k: when.replace(tzinfo=None)):
         botocore.auth.SigV4Auth(creds, "lambda", REGION).add_auth(req)
+    return req
+
+
+def signed_api_request(method, path, body):
+    """A Lambda API request signed by botocore's own signer, for bodies boto3 would not send."""
+    req = botocore.awsrequest.AWSRequest(method=method, url=f"{ENDPOINT}{path}", data=body,
+                                         headers={"Content-Type": "application/json"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY_ID, SECRET), "lambda",
+                            REGION).add_auth(req)
     return req
 
 

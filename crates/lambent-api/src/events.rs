@@ -31,7 +31,7 @@ pub const HEADER_REQUEST_ID: &str = "x-amzn-requestid";
 const MAX_SEND_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request(message)
+    ApiError::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", message)
 }
 
 fn target(raw: &str) -> Result<(FunctionName, Selector), ApiError> {

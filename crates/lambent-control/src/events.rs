@@ -109,13 +109,16 @@ pub struct EventStats {
     pub recovered: u64,
 }
 
+/// A configuration's function and qualifier.
+type ConfigKey = (String, String);
+
 /// The asynchronous side's state inside [`Platform`].
 #[derive(Debug)]
 pub(crate) struct Events {
     pub(crate) store: EventStore,
     pub(crate) clock: Clock,
     config: EventsConfig,
-    configs: RwLock<HashMap<(String, String), Arc<(EventInvokeConfig, i64)>>>,
+    configs: RwLock<HashMap<ConfigKey, Arc<(EventInvokeConfig, i64)>>>,
     pub(crate) dispatch: Notify,
     pub(crate) schedules_changed: Notify,
     pub(crate) triggers_changed: Notify,
@@ -723,7 +726,11 @@ impl Platform {
                 }
             }
             Err(failure) => match failure.error {
-                ControlError::Invoke(InvokeError::Throttled(t)) => {
+                // A throttle or a full node is not the function's fault: wait and retry
+                // without counting an attempt, as Lambda does.
+                ControlError::Invoke(
+                    e @ (InvokeError::Throttled(_) | InvokeError::Capacity(_)),
+                ) => {
                     let at = now
                         + backoff_ms(
                             FIRST_THROTTLE_DELAY_MS,
@@ -733,7 +740,7 @@ impl Platform {
                     (
                         Outcome::Retry {
                             at_ms: at,
-                            error: t.to_string(),
+                            error: e.to_string(),
                             throttled: true,
                         },
                         None,
@@ -844,8 +851,9 @@ impl Platform {
                 "statusCode": r.status,
                 "executedVersion": r.version,
             });
-            if let Some(e) = &r.function_error {
-                record["responseContext"]["functionError"] = json!(e);
+            if r.function_error.is_some() {
+                // Lambda reports every uncaught error as "Unhandled"; the type is in the payload.
+                record["responseContext"]["functionError"] = json!("Unhandled");
             }
             record["responsePayload"] = json_or_string(&r.body);
         } else if let Outcome::Failed { error, .. } = outcome {

@@ -438,11 +438,13 @@ impl Platform {
                         keep
                     });
                     for (queue, row) in wanted {
-                        if !running.contains_key(&queue) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            running.entry(queue)
+                        {
                             let p = self.clone();
                             let r = row.clone();
                             let task = tokio::spawn(async move { p.consume(r).await });
-                            running.insert(queue, (row, task));
+                            slot.insert((row, task));
                         }
                     }
                 }

@@ -671,7 +671,7 @@ pub fn events(
     ))?;
     let rows = stmt.query_map(
         params![function, state.map(EventState::as_str), limit],
-        |r| row_to_event(r),
+        row_to_event,
     )?;
     collect(rows)
 }
@@ -1061,7 +1061,7 @@ pub fn release(
                     "UPDATE messages SET queue = ?3, visible_ms = ?4, receives = 0 \
                      WHERE queue = ?1 AND id = ?2 AND receives >= ?5",
                 )?
-                .execute(params![queue_name, id, dlq, visible_ms.min(i64::MAX), max])?;
+                .execute(params![queue_name, id, dlq, visible_ms, max])?;
             if moved > 0 {
                 continue;
             }
@@ -1263,7 +1263,7 @@ mod tests {
             (a.state, a.attempts, a.throttles),
             (EventState::Retrying, 1, 1)
         );
-        assert_eq!(store.read(|c| next_due(c)).expect("due"), Some(9000));
+        assert_eq!(store.read(next_due).expect("due"), Some(9000));
         let missing = store
             .write(|c| finish(c, "nope", &Outcome::Succeeded { result: vec![] }, 1))
             .await;
@@ -1298,7 +1298,7 @@ mod tests {
         for t in tasks {
             assert!(t.await.expect("join"));
         }
-        let (waiting, _) = store.read(|c| depth(c)).expect("depth");
+        let (waiting, _) = store.read(depth).expect("depth");
         assert_eq!(waiting, 490, "each failed write rolled back alone");
     }
 

@@ -13,20 +13,21 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 
 use crate::credentials::Credentials;
+use crate::events_cli;
 use crate::manifest;
 use crate::{Command, KeysCommand};
 
 /// Bytes per upload chunk (and progress-bar step).
 const UPLOAD_CHUNK: usize = 64 * 1024;
 
-struct Api {
-    http: Client,
+pub(crate) struct Api {
+    pub(crate) http: Client,
     base: String,
     creds: Option<Credentials>,
 }
 
 impl Api {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base.trim_end_matches('/'))
     }
 
@@ -73,7 +74,7 @@ impl Api {
         Err(anyhow!("{message} [HTTP {}]", status.as_u16()))
     }
 
-    async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let resp = self.send(req).await?;
         if resp.status() == StatusCode::NO_CONTENT {
             return Ok(Value::Null);
@@ -82,12 +83,12 @@ impl Api {
     }
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn text(v: &Value, key: &str) -> String {
+pub(crate) fn text(v: &Value, key: &str) -> String {
     match v.get(key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
@@ -177,7 +178,7 @@ fn detail_table(f: &Value) -> Table {
     t
 }
 
-async fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     tokio::fs::read(path)
         .await
         .with_context(|| format!("cannot read {}", path.display()))
@@ -392,19 +393,26 @@ async fn deploy(api: &Api, json: bool, args: DeployArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The event of `lambent invoke`: `--data JSON`, `--data @FILE` or `--file FILE`.
+async fn event_body(data: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    Ok(match (data, file) {
+        (_, Some(f)) => read_file(&f).await?,
+        (Some(d), None) => match d.strip_prefix('@') {
+            Some(path) => read_file(Path::new(path)).await?,
+            None => d.into_bytes(),
+        },
+        (None, None) => Vec::new(),
+    })
+}
+
 async fn invoke(
     api: &Api,
     json: bool,
     target: &str,
-    data: Option<String>,
+    body: Vec<u8>,
     log: bool,
 ) -> anyhow::Result<()> {
     let target: Target = target.parse()?;
-    let body = match data {
-        Some(d) if d.starts_with('@') => read_file(Path::new(&d[1..])).await?,
-        Some(d) => d.into_bytes(),
-        None => Vec::new(),
-    };
     let url = api.url(&format!(
         "/v1/functions/{}/invoke?qualifier={}",
         target.name,
@@ -523,7 +531,21 @@ pub async fn run(
     match command {
         Command::Serve(_) => bail!("serve is not a client command"),
         Command::Deploy(args) => deploy(&api, json, args).await,
-        Command::Invoke { target, data, log } => invoke(&api, json, &target, data, log).await,
+        Command::Invoke {
+            target,
+            data,
+            file,
+            log,
+            asynchronous,
+            idempotency_key,
+        } => {
+            let body = event_body(data, file).await?;
+            if asynchronous {
+                events_cli::invoke_async(&api, json, &target, body, idempotency_key).await
+            } else {
+                invoke(&api, json, &target, body, log).await
+            }
+        }
         Command::Ls => {
             let mut all = Vec::new();
             let mut marker: Option<String> = None;
@@ -644,6 +666,33 @@ pub async fn run(
             Ok(())
         }
         Command::Keys { command } => keys(&api, json, command).await,
+        Command::Events {
+            id,
+            function,
+            state,
+            limit,
+        } => events_cli::events(&api, json, id, function, state, limit).await,
+        Command::EventConfig {
+            target,
+            retries,
+            max_age,
+            on_success,
+            on_failure,
+            delete,
+        } => {
+            let change = events_cli::EventConfigChange {
+                retries,
+                max_age,
+                on_success,
+                on_failure,
+                delete,
+            };
+            events_cli::event_config(&api, json, &target, change).await
+        }
+        Command::Schedule { command } => events_cli::schedule(&api, json, command).await,
+        Command::Schedules => events_cli::schedules(&api, json).await,
+        Command::Queue { command } => events_cli::queue(&api, json, command).await,
+        Command::Queues => events_cli::queues(&api, json).await,
         Command::Alias {
             name,
             alias,

@@ -4,10 +4,12 @@
 
 mod client;
 mod credentials;
+mod events_cli;
 mod manifest;
 mod serve;
 mod zipdir;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -50,16 +52,26 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Create a function or update its code and configuration.
     Deploy(client::DeployArgs),
-    /// Invoke a function and print its output.
+    /// Invoke a function and print its output; `--async` queues the event and prints its id.
     Invoke {
         /// NAME or NAME:VERSION.
         target: String,
         /// The event: inline JSON, or @FILE to read it from a file.
         #[arg(long, short)]
         data: Option<String>,
+        /// Read the event from this file.
+        #[arg(long, conflicts_with = "data")]
+        file: Option<PathBuf>,
         /// Print the end of the invocation's log to stderr.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "asynchronous")]
         log: bool,
+        /// Invoke asynchronously: the event is queued, retried on failure, and `lambent events
+        /// ID` shows how it went.
+        #[arg(long = "async")]
+        asynchronous: bool,
+        /// With --async: a second event with the same key is not run again.
+        #[arg(long, requires = "asynchronous")]
+        idempotency_key: Option<String>,
     },
     /// List functions.
     Ls,
@@ -139,6 +151,58 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Show an asynchronous invocation (event), or list recent ones.
+    Events {
+        /// One event's id (as printed by `lambent invoke --async`).
+        #[arg(conflicts_with_all = ["function", "state", "limit"])]
+        id: Option<String>,
+        /// Only the events of this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Only events in this state.
+        #[arg(long, value_parser = ["queued", "running", "retrying", "succeeded", "failed"])]
+        state: Option<String>,
+        /// How many events (newest first; the server's default is 50).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show, set or delete a function's asynchronous retries, maximum age and destinations.
+    ///
+    /// With no option it shows the configuration. Setting replaces the whole configuration:
+    /// options not given take their defaults (2 retries, 21600 s, no destinations).
+    EventConfig {
+        /// NAME or NAME:QUALIFIER.
+        target: String,
+        /// Retries after a failed run (0-2).
+        #[arg(long)]
+        retries: Option<u32>,
+        /// Oldest an event may be when it runs, in seconds (60-21600).
+        #[arg(long, value_name = "SECONDS")]
+        max_age: Option<u32>,
+        /// Where records of successful runs go: queue:NAME or function:NAME[:QUALIFIER].
+        #[arg(long, value_name = "DEST")]
+        on_success: Option<String>,
+        /// Where records of failed runs go: queue:NAME or function:NAME[:QUALIFIER].
+        #[arg(long, value_name = "DEST")]
+        on_failure: Option<String>,
+        /// Delete the configuration (back to the defaults).
+        #[arg(long, conflicts_with_all = ["retries", "max_age", "on_success", "on_failure"])]
+        delete: bool,
+    },
+    /// Manage schedules that invoke a function on a rate(...) or cron(...) expression.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// List schedules.
+    Schedules,
+    /// Manage queues: messages, dead letters and the function a queue triggers.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// List queues.
+    Queues,
 }
 
 /// `lambent keys ...`.
@@ -156,6 +220,128 @@ enum KeysCommand {
     Revoke {
         /// The access key id.
         id: String,
+    },
+}
+
+/// `lambent schedule ...`.
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Create a schedule, e.g. `lambent schedule add nightly report 'cron(0 3 * * ? *)'`.
+    Add {
+        /// The schedule's name (1-64 letters, digits, '-', '_').
+        name: String,
+        /// The function it invokes: NAME or NAME:QUALIFIER.
+        function: String,
+        /// rate(N unit), e.g. 'rate(5 minutes)', or cron(min hour day-of-month month
+        /// day-of-week year), e.g. 'cron(0 3 * * ? *)'; UTC.
+        expression: String,
+        /// The event the function gets (JSON text); the default is a scheduled-event record.
+        #[arg(long)]
+        input: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Let a schedule fire again.
+    Enable {
+        /// The schedule.
+        name: String,
+    },
+    /// Stop a schedule firing (it is kept).
+    Disable {
+        /// The schedule.
+        name: String,
+    },
+    /// Delete a schedule.
+    Rm {
+        /// The schedule.
+        name: String,
+    },
+}
+
+/// `lambent queue ...`.
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// Create a queue.
+    Create {
+        /// The queue's name (1-80 letters, digits, '-', '_').
+        name: String,
+        /// Seconds a received message stays hidden before it is delivered again.
+        #[arg(long, value_name = "SECONDS")]
+        visibility_timeout: Option<u32>,
+        /// Move a message to this queue after --max-receive-count receives.
+        #[arg(long, value_name = "QUEUE", requires = "max_receive_count")]
+        dead_letter_queue: Option<String>,
+        /// Receives before a message goes to the dead-letter queue.
+        #[arg(long, value_name = "N", requires = "dead_letter_queue")]
+        max_receive_count: Option<u32>,
+    },
+    /// Delete a queue and its messages.
+    Rm {
+        /// The queue.
+        name: String,
+    },
+    /// Send one message (the text as it is).
+    Send {
+        /// The queue.
+        name: String,
+        /// The message's body.
+        #[arg(long, short, required_unless_present = "file")]
+        data: Option<String>,
+        /// Read the message's body from this file.
+        #[arg(long, conflicts_with = "data")]
+        file: Option<PathBuf>,
+    },
+    /// List a queue's messages without receiving them.
+    Messages {
+        /// The queue.
+        name: String,
+        /// How many (the server's default is 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Print one message's whole body.
+    Show {
+        /// The queue.
+        name: String,
+        /// The message's id.
+        id: String,
+    },
+    /// Turn dead letters (invocation records) back into events of their function.
+    Redrive {
+        /// The queue.
+        name: String,
+        /// Only these messages (all of them by default).
+        ids: Vec<String>,
+    },
+    /// Delete every message of a queue.
+    Purge {
+        /// The queue.
+        name: String,
+    },
+    /// Make a function consume a queue's messages in batches.
+    Trigger {
+        /// The queue.
+        name: String,
+        /// NAME or NAME:QUALIFIER.
+        function: String,
+        /// Messages per call, at most (1-10000; the server's default is 10).
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// Seconds to wait to fill a batch (0-300).
+        #[arg(long, value_name = "SECONDS")]
+        batching_window: Option<f64>,
+        /// Create the trigger disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Stop a function consuming a queue.
+    Untrigger {
+        /// The queue.
+        name: String,
     },
 }
 

@@ -58,7 +58,8 @@ pub struct ServeArgs {
     /// long (both with jitter). Lambda waits about a minute.
     #[arg(long, default_value_t = 60.0)]
     event_retry_delay: f64,
-    /// Asynchronous events run at once, at most.
+    /// Asynchronous events run at once, at most; 0 stores accepted events without running them
+    /// (until a restart with pollers).
     #[arg(long, default_value_t = 256)]
     event_pollers: usize,
     /// Let `POST /v1/debug/clock` move the clock of events and schedules forward (for tests).
@@ -258,7 +259,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             events: EventsConfig {
                 retry_base: std::time::Duration::try_from_secs_f64(args.event_retry_delay)
                     .context("--event-retry-delay must be a non-negative number of seconds")?,
-                pollers: args.event_pollers.max(1),
+                pollers: args.event_pollers,
                 test_clock: args.test_clock,
             },
         })

@@ -3,6 +3,7 @@
 //! botocore's `lambda` service model; every handler is a thin translation onto the same
 //! [`lambent_control::Platform`] calls the native API makes.
 
+mod event_config;
 mod functions;
 mod invoke;
 
@@ -78,6 +79,17 @@ pub fn router() -> Router<AppState> {
                 .put(functions::update_url)
                 .delete(functions::delete_url),
         )
+        .route(
+            "/2019-09-25/functions/{function}/event-invoke-config",
+            put(event_config::put_config)
+                .post(event_config::update_config)
+                .get(event_config::get_config)
+                .delete(event_config::delete_config),
+        )
+        .route(
+            "/2019-09-25/functions/{function}/event-invoke-config/list",
+            get(event_config::list_configs),
+        )
 }
 
 /// Whether a path belongs to the Lambda API (its errors take Lambda's shape).
@@ -88,6 +100,7 @@ pub fn is_lambda_path(path: &str) -> bool {
         "/2019-09-30/",
         "/2016-08-19/",
         "/2021-10-31/",
+        "/2019-09-25/",
     ]
     .iter()
     .any(|p| path.starts_with(p))

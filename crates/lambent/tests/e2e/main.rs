@@ -7,6 +7,8 @@ mod auth;
 mod aws;
 mod bad_input;
 mod cli;
+mod cli_events;
+mod events;
 mod functions;
 mod lifecycle;
 mod sandbox;
