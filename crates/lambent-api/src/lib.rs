@@ -197,6 +197,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
     let s = platform.stats();
+    let waiting = platform.event_depth().map_or(0, |(waiting, _)| waiting);
     let text = format!(
         "# HELP lambent_invocations_total Invocations started.\n\
          # TYPE lambent_invocations_total counter\n\
@@ -257,7 +258,10 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
          lambent_async_events_running {}\n\
          # HELP lambent_async_events_recovered_total Events a crash left running, run again at start.\n\
          # TYPE lambent_async_events_recovered_total counter\n\
-         lambent_async_events_recovered_total {}\n",
+         lambent_async_events_recovered_total {}\n\
+         # HELP lambent_async_events_waiting Asynchronous events queued or waiting for a retry.\n\
+         # TYPE lambent_async_events_waiting gauge\n\
+         lambent_async_events_waiting {}\n",
         s.invocations,
         s.invocation_errors,
         s.cold_starts,
@@ -278,6 +282,7 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.events.failed,
         s.events.running,
         s.events.recovered,
+        waiting,
     );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
