@@ -41,6 +41,16 @@ const MAX_THROTTLE_DELAY_MS: i64 = 60_000;
 const FIRST_THROTTLE_DELAY_MS: i64 = 500;
 /// Events claimed per commit at most.
 const CLAIM_BATCH: usize = 512;
+/// Finished events forgotten per write.
+const PRUNE_CHUNK: usize = 5_000;
+/// Tries to store an event's outcome before leaving it to the janitor.
+const CONCLUDE_ATTEMPTS: u32 = 8;
+/// An event `running` this long (twice the longest function timeout) lost its outcome.
+const STALE_RUNNING_MS: i64 = 2 * lambent_core::limits::MAX_TIMEOUT_S as i64 * 1000;
+/// Idempotency key prefixes lambent uses for the events it makes itself.
+const RESERVED_KEY_PREFIXES: [&str; 2] = ["schedule:", "destination:"];
+/// The largest single move of the test clock.
+const MAX_CLOCK_STEP_MS: i64 = 366 * 24 * 3600 * 1000;
 /// The meta key of the test clock's offset.
 const CLOCK_KEY: &str = "clock_offset_ms";
 
@@ -51,6 +61,16 @@ impl From<EventStoreError> for ControlError {
             EventStoreError::Exists(m) => ControlError::Conflict(m),
             other => ControlError::Events(other),
         }
+    }
+}
+
+/// A poller slot taken by a running event; giving it back wakes the dispatcher.
+struct PollerSlot(Arc<Platform>);
+
+impl Drop for PollerSlot {
+    fn drop(&mut self) {
+        self.0.events.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.events.dispatch.notify_one();
     }
 }
 
@@ -124,6 +144,8 @@ pub(crate) struct Events {
     pub(crate) triggers_changed: Notify,
     pub(crate) queue_wakes: parking_lot::Mutex<HashMap<String, Arc<Notify>>>,
     in_flight: AtomicUsize,
+    /// Serialises test clock advances.
+    clock_lock: tokio::sync::Mutex<()>,
     pub(crate) accepted: AtomicU64,
     duplicates: AtomicU64,
     succeeded: AtomicU64,
@@ -187,6 +209,7 @@ impl Events {
             triggers_changed: Notify::new(),
             queue_wakes: parking_lot::Mutex::default(),
             in_flight: AtomicUsize::new(0),
+            clock_lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
@@ -288,6 +311,15 @@ impl Platform {
                 "the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"
             )));
         }
+        if let Some(key) = &request.idempotency_key
+            && RESERVED_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
+        {
+            return Err(ControlError::Invalid(format!(
+                "idempotency keys starting with {} are lambent's own (schedules and \
+                 destinations use them); choose another key",
+                RESERVED_KEY_PREFIXES.join(" or ")
+            )));
+        }
         // The function (and alias) must exist when the event is accepted.
         let qualifier = self.route(name, selector)?;
         self.get(name, qualifier)?;
@@ -364,16 +396,23 @@ impl Platform {
                 "the clock is not controllable; start lambent with --test-clock".into(),
             ));
         }
-        if by_ms < 0 {
-            return Err(ControlError::Invalid(
-                "the clock only moves forward; give a positive number of milliseconds".into(),
-            ));
+        if !(0..=MAX_CLOCK_STEP_MS).contains(&by_ms) {
+            return Err(ControlError::Invalid(format!(
+                "the clock moves forward by 0 to {MAX_CLOCK_STEP_MS} ms (a year) at a time; got {by_ms}"
+            )));
         }
-        let offset = clock.offset_ms.fetch_add(by_ms, Ordering::Relaxed) + by_ms;
+        // One advance at a time, stored before it takes effect, so a restart never sees the
+        // clock go back.
+        let _guard = self.events.clock_lock.lock().await;
+        let offset = clock
+            .offset_ms
+            .load(Ordering::Acquire)
+            .saturating_add(by_ms);
         self.events
             .store
             .write(move |c| store::put_meta(c, CLOCK_KEY, &offset.to_string()))
             .await?;
+        clock.offset_ms.store(offset, Ordering::Release);
         self.events.dispatch.notify_one();
         self.events.schedules_changed.notify_one();
         self.events.triggers_changed.notify_one();
@@ -460,6 +499,14 @@ impl Platform {
             .into_iter()
             .flatten()
         {
+            if let Destination::Function { name: target, .. } = d
+                && target == name
+            {
+                return Err(ControlError::Invalid(format!(
+                    "destination {d} is invalid: a function cannot have itself as a destination; \
+                     send its records to a queue or another function"
+                )));
+            }
             self.check_destination(d)?;
         }
         let updated_ms = self.events.clock.now_ms();
@@ -540,14 +587,48 @@ impl Platform {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
             loop {
                 tick.tick().await;
-                let before = p.events.clock.now_ms() - EVENT_RETENTION_MS;
-                match p.events.store.write(move |c| store::prune(c, before)).await {
-                    Ok(n) if n > 0 => tracing::debug!(events = n, "forgot finished events"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("cannot prune finished events: {e}"),
-                }
+                p.janitor().await;
             }
         });
+    }
+
+    /// Forgets old finished events (in chunks, so accepts never wait long behind it) and puts
+    /// back events whose outcome was never stored.
+    async fn janitor(&self) {
+        let before = self.events.clock.now_ms() - EVENT_RETENTION_MS;
+        loop {
+            match self
+                .events
+                .store
+                .write(move |c| store::prune(c, before, PRUNE_CHUNK))
+                .await
+            {
+                Ok(n) if n == PRUNE_CHUNK => tokio::task::yield_now().await,
+                Ok(n) => {
+                    tracing::debug!(events = n, "forgot finished events");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot prune finished events: {e}");
+                    break;
+                }
+            }
+        }
+        let now = self.events.clock.now_ms();
+        let stale = now - STALE_RUNNING_MS;
+        match self
+            .events
+            .store
+            .write(move |c| store::requeue_stale(c, stale, now))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(events = n, "running again events whose outcome was lost");
+                self.events.dispatch.notify_one();
+            }
+            Err(e) => tracing::warn!("cannot look for lost events: {e}"),
+        }
     }
 
     async fn dispatch_loop(self: Arc<Self>) {
@@ -567,9 +648,9 @@ impl Platform {
                             ev.in_flight.fetch_add(1, Ordering::AcqRel);
                             let p = self.clone();
                             tokio::spawn(async move {
+                                // Released even if the run panics, so a poller slot is never lost.
+                                let _slot = PollerSlot(p.clone());
                                 p.run_event(event).await;
-                                p.events.in_flight.fetch_sub(1, Ordering::AcqRel);
-                                p.events.dispatch.notify_one();
                             });
                         }
                         if full {
@@ -617,7 +698,7 @@ impl Platform {
             self.conclude(event, outcome, &config, None, false).await;
             return;
         }
-        let (outcome, response) = self.attempt(&event, &config, now).await;
+        let (outcome, response) = self.attempt(&event, &config).await;
         self.conclude(event, outcome, &config, response, true).await;
     }
 
@@ -626,10 +707,10 @@ impl Platform {
         &self,
         event: &Event,
         config: &EventInvokeConfig,
-        now: i64,
     ) -> (Outcome, Option<Response>) {
         let retry_or_fail = |error: String, response: Option<Response>| {
-            let at = now
+            // Backoff counts from when the attempt ended, not when it began.
+            let at = self.events.clock.now_ms()
                 + backoff_ms(
                     i64::try_from(self.events.config.retry_base.as_millis()).unwrap_or(60_000),
                     event.attempts,
@@ -731,7 +812,7 @@ impl Platform {
                 ControlError::Invoke(
                     e @ (InvokeError::Throttled(_) | InvokeError::Capacity(_)),
                 ) => {
-                    let at = now
+                    let at = self.events.clock.now_ms()
                         + backoff_ms(
                             FIRST_THROTTLE_DELAY_MS,
                             event.throttles + 1,
@@ -784,29 +865,41 @@ impl Platform {
             let record = self.invocation_record(&event, &outcome, response.as_ref(), ran, now);
             (d, record)
         });
-        let id = event.id.clone();
-        let uncount = !ran;
-        let region = self.region.clone();
-        let result = self
-            .events
-            .store
-            .write(move |c| {
-                store::finish(c, &id, &outcome, now)?;
-                if uncount {
-                    c.execute(
-                        "UPDATE events SET attempts = max(attempts - 1, 0) WHERE id = ?1",
-                        [&id],
-                    )?;
+        let job = Arc::new((event.id.clone(), !ran, outcome, emit, self.region.clone()));
+        // A failed write (a full disk, say) is retried with backoff; if it never succeeds the
+        // event stays `running` and the janitor (or the next start) runs it again.
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=CONCLUDE_ATTEMPTS {
+            let job = job.clone();
+            let result = self
+                .events
+                .store
+                .write(move |c| {
+                    let (id, uncount, outcome, emit, region) = &*job;
+                    store::finish(c, id, outcome, now)?;
+                    if *uncount {
+                        c.execute(
+                            "UPDATE events SET attempts = max(attempts - 1, 0) WHERE id = ?1",
+                            [id],
+                        )?;
+                    }
+                    if let Some((d, record)) = emit {
+                        deliver(c, d, id, record.clone(), now, region)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => return,
+                Err(e) if attempt < CONCLUDE_ATTEMPTS => {
+                    tracing::warn!(event = %event.id, "cannot store the event's outcome, trying again: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                if let Some((d, record)) = emit {
-                    deliver(c, &d, &id, record, now, &region)?;
+                Err(e) => {
+                    tracing::error!(event = %event.id, "cannot store the event's outcome; it will run again: {e}")
                 }
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => self.events.dispatch.notify_one(),
-            Err(e) => tracing::error!(event = %event.id, "cannot store the event's outcome: {e}"),
+            }
         }
     }
 

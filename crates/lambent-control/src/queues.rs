@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use lambent_core::event::{
     DEFAULT_VISIBILITY_S, MAX_BATCH_SIZE, MAX_BATCH_WINDOW_S, MAX_MESSAGE_BYTES, MAX_VISIBILITY_S,
 };
-use lambent_core::limits::ACCOUNT_ID;
+use lambent_core::limits::{ACCOUNT_ID, MAX_SYNC_PAYLOAD_BYTES};
 use lambent_core::{FunctionName, InvokeError, QueueName, Selector};
 use lambent_store::events::{
     self as store, Message, NewEvent, NewMessage, QueueCounts, QueueRow, TriggerRow,
@@ -48,6 +48,9 @@ pub struct TriggerSpec {
     /// Whether it runs.
     pub enabled: bool,
 }
+
+/// The most messages one redrive moves; a bigger queue takes several.
+pub const MAX_REDRIVE: usize = 10_000;
 
 /// What a redrive did.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +114,16 @@ impl Platform {
                         "a queue cannot be its own dead-letter queue".into(),
                     ));
                 }
-                self.queue(dlq)?;
+                let exists = self
+                    .events
+                    .store
+                    .read(|c| store::queue(c, dlq.as_str()))?
+                    .is_some();
+                if !exists {
+                    return Err(ControlError::Invalid(format!(
+                        "dead-letter queue {dlq} does not exist; create it first (lambent queue create {dlq})"
+                    )));
+                }
             }
             (None, None) => {}
             _ => {
@@ -302,51 +314,77 @@ impl Platform {
         ids: Option<Vec<String>>,
     ) -> Result<Redriven, ControlError> {
         self.queue(name)?;
-        let candidates: Vec<Message> = match &ids {
-            None => self.messages(name, 10_000)?,
-            Some(ids) => ids
-                .iter()
-                .map(|id| self.message(name, id))
-                .collect::<Result<_, _>>()?,
+        let candidates: Vec<Message> = match ids {
+            None => self.messages(name, MAX_REDRIVE)?,
+            Some(mut ids) => {
+                if ids.len() > MAX_REDRIVE {
+                    return Err(ControlError::Invalid(format!(
+                        "a redrive names at most {MAX_REDRIVE} messages; got {}",
+                        ids.len()
+                    )));
+                }
+                let mut seen = std::collections::HashSet::new();
+                ids.retain(|id| seen.insert(id.clone()));
+                ids.iter()
+                    .map(|id| self.message(name, id))
+                    .collect::<Result<_, _>>()?
+            }
         };
         let now = self.clock().now_ms();
-        let mut out = Redriven::default();
+        let mut skipped = Vec::new();
         let mut events = Vec::new();
         for m in candidates {
-            match record_source(&m.body) {
-                Ok((function, qualifier, payload)) => {
-                    let id = new_id();
-                    out.redriven.push((m.id.clone(), id.clone()));
-                    events.push((
-                        m.id,
-                        NewEvent {
-                            id,
-                            function,
-                            qualifier,
-                            payload,
-                            headers: vec![("content-type".into(), "application/json".into())],
-                            idempotency_key: None,
-                            source: format!("redrive:{name}"),
-                            accepted_ms: now,
-                        },
-                    ));
+            let source = record_source(&m.body).and_then(|(function, qualifier, payload)| {
+                let target = FunctionName::new(&function)
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| {
+                        let s: Selector = qualifier.parse().map_err(|e| format!("{e}"))?;
+                        Ok((f, s))
+                    });
+                match target.and_then(|(f, s)| {
+                    let q = self.main_version(&f, &s).map_err(|e| e.to_string())?;
+                    self.get(&f, q).map_err(|e| e.to_string())
+                }) {
+                    Ok(_) => Ok((function, qualifier, payload)),
+                    Err(e) => Err(format!("cannot run {function}:{qualifier} again: {e}")),
                 }
-                Err(why) => out.skipped.push((m.id, why)),
+            });
+            match source {
+                Ok((function, qualifier, payload)) => events.push((
+                    m.id,
+                    NewEvent {
+                        id: new_id(),
+                        function,
+                        qualifier,
+                        payload,
+                        headers: vec![("content-type".into(), "application/json".into())],
+                        idempotency_key: None,
+                        source: format!("redrive:{name}"),
+                        accepted_ms: now,
+                    },
+                )),
+                Err(why) => skipped.push((m.id, why)),
             }
         }
         let n = name.as_str().to_owned();
-        self.events
+        // Delete first and enqueue only what this call deleted, so two redrives racing over the
+        // same message enqueue it once.
+        let redriven = self
+            .events
             .store
             .write(move |c| {
+                let mut done = Vec::new();
                 for (message, event) in &events {
-                    store::enqueue(c, event)?;
-                    store::delete_messages(c, &n, std::slice::from_ref(message))?;
+                    if store::delete_messages(c, &n, std::slice::from_ref(message))? == 1 {
+                        store::enqueue(c, event)?;
+                        done.push((message.clone(), event.id.clone()));
+                    }
                 }
-                Ok(())
+                Ok(done)
             })
             .await?;
         self.events.dispatch.notify_one();
-        Ok(out)
+        Ok(Redriven { redriven, skipped })
     }
 
     // ----- triggers -----------------------------------------------------------------------
@@ -458,15 +496,17 @@ impl Platform {
         }
     }
 
-    /// Receives up to `limit` messages, hidden for the queue's visibility timeout or the
-    /// function's timeout, whichever is longer.
+    /// Receives up to `limit` messages that fit in one synchronous payload, hidden for
+    /// `hidden_ms`.
     async fn receive(&self, trigger: &TriggerRow, limit: usize, hidden_ms: i64) -> Vec<Message> {
         let now = self.clock().now_ms();
         let queue = trigger.queue.clone();
         match self
             .events
             .store
-            .write(move |c| store::receive(c, &queue, now, limit, now + hidden_ms))
+            .write(move |c| {
+                store::receive(c, &queue, now, limit, BATCH_BODY_BYTES, now + hidden_ms)
+            })
             .await
         {
             Ok(m) => m,
@@ -480,9 +520,13 @@ impl Platform {
     async fn consume(self: Arc<Self>, trigger: TriggerRow) {
         let wake = self.events.queue_wake(&trigger.queue);
         let batch_size = trigger.batch_size as usize;
+        let window_ms = i64::from(trigger.window_ms);
+        let mut failures = 0u32;
         loop {
             let (visibility_ms, timeout_ms) = self.consumer_timing(&trigger);
-            let hidden_ms = visibility_ms.max(timeout_ms + 5_000);
+            // Hidden long enough to outlast the call (and the batching window before it), so
+            // no message is handed out twice while its batch is still running.
+            let hidden_ms = visibility_ms.max(timeout_ms + 5_000) + window_ms;
             let mut batch = self.receive(&trigger, batch_size, hidden_ms).await;
             if batch.is_empty() {
                 let queue = trigger.queue.clone();
@@ -500,23 +544,35 @@ impl Platform {
                 .await;
                 continue;
             }
-            if batch.len() < batch_size && trigger.window_ms > 0 {
+            if batch.len() < batch_size && window_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(u64::from(trigger.window_ms))).await;
                 let more = self
-                    .receive(&trigger, batch_size - batch.len(), hidden_ms)
+                    .receive(&trigger, batch_size - batch.len(), hidden_ms - window_ms)
                     .await;
                 batch.extend(more);
             }
-            self.deliver_batch(&trigger, batch, visibility_ms).await;
+            if self.deliver_batch(&trigger, batch, visibility_ms).await {
+                failures = 0;
+            } else {
+                // The whole batch failed: back off (1 s doubling to 60 s) so a broken function
+                // behind a queue with a short visibility timeout does not spin.
+                failures = failures.saturating_add(1);
+                let ms = 1000u64 << failures.min(6).saturating_sub(1);
+                tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+            }
         }
     }
 
     /// The queue's visibility timeout and the function's timeout, in ms.
     fn consumer_timing(&self, trigger: &TriggerRow) -> (i64, i64) {
-        let visibility = QueueName::new(&trigger.queue)
+        let queue = trigger.queue.clone();
+        let visibility = self
+            .events
+            .store
+            .read(|c| store::queue(c, &queue))
             .ok()
-            .and_then(|q| self.queue(&q).ok())
-            .map_or(i64::from(DEFAULT_VISIBILITY_S), |(q, _)| {
+            .flatten()
+            .map_or(i64::from(DEFAULT_VISIBILITY_S), |q| {
                 i64::from(q.visibility_s)
             })
             * 1000;
@@ -524,7 +580,7 @@ impl Platform {
             .ok()
             .and_then(|f| {
                 let s: Selector = trigger.qualifier.parse().ok()?;
-                let q = self.route(&f, &s).ok()?;
+                let q = self.main_version(&f, &s).ok()?;
                 self.get(&f, q).ok()
             })
             .map_or(3, |v| i64::from(v.config.timeout_s))
@@ -532,29 +588,43 @@ impl Platform {
         (visibility, timeout)
     }
 
-    /// Runs one batch and acknowledges what succeeded.
-    async fn deliver_batch(&self, trigger: &TriggerRow, batch: Vec<Message>, visibility_ms: i64) {
+    /// Runs one batch and acknowledges what succeeded; false when the whole batch failed.
+    async fn deliver_batch(
+        &self,
+        trigger: &TriggerRow,
+        mut batch: Vec<Message>,
+        visibility_ms: i64,
+    ) -> bool {
         let arn = format!("arn:aws:sqs:{}:{ACCOUNT_ID}:{}", self.region, trigger.queue);
-        let records: Vec<Value> = batch
-            .iter()
-            .map(|m| {
-                json!({
-                    "messageId": m.id,
-                    "receiptHandle": m.id,
-                    "body": String::from_utf8_lossy(&m.body),
-                    "attributes": {
-                        "ApproximateReceiveCount": m.receives.to_string(),
-                        "SentTimestamp": m.sent_ms.to_string(),
-                        "SenderId": "lambent",
-                        "ApproximateFirstReceiveTimestamp": m.sent_ms.to_string(),
-                    },
-                    "messageAttributes": m.attributes,
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": self.region,
-                })
-            })
-            .collect();
+        let mut records: Vec<Value> = Vec::with_capacity(batch.len());
+        let mut size = 16usize;
+        let mut sent = 0;
+        for m in &batch {
+            let record = json!({
+                "messageId": m.id,
+                "receiptHandle": m.id,
+                "body": String::from_utf8_lossy(&m.body),
+                "attributes": {
+                    "ApproximateReceiveCount": m.receives.to_string(),
+                    "SentTimestamp": m.sent_ms.to_string(),
+                    "SenderId": "lambent",
+                    "ApproximateFirstReceiveTimestamp": m.sent_ms.to_string(),
+                },
+                "messageAttributes": m.attributes,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": self.region,
+            });
+            // Escaping can grow a body; stop before the batch passes the synchronous payload
+            // limit and give the rest back for the next batch.
+            size += record.to_string().len() + 1;
+            if sent > 0 && size > MAX_SYNC_PAYLOAD_BYTES {
+                break;
+            }
+            records.push(record);
+            sent += 1;
+        }
+        let rest: Vec<String> = batch.split_off(sent).into_iter().map(|m| m.id).collect();
         let payload = json!({ "Records": records }).to_string();
         let all: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
         let failed = match self.invoke_batch(trigger, payload).await {
@@ -564,20 +634,26 @@ impl Platform {
                 all.clone()
             }
         };
+        let whole_failed = !all.is_empty() && failed.len() == all.len();
         let done: Vec<String> = all.into_iter().filter(|id| !failed.contains(id)).collect();
         let queue = trigger.queue.clone();
-        let visible_at = self.clock().now_ms() + visibility_ms;
+        let now = self.clock().now_ms();
+        let visible_at = now + visibility_ms;
         if let Err(e) = self
             .events
             .store
             .write(move |c| {
                 store::delete_messages(c, &queue, &done)?;
+                store::unreceive(c, &queue, &rest, now)?;
                 store::release(c, &queue, &failed, visible_at)
             })
             .await
         {
+            // The messages stay hidden until their visibility runs out and then come back:
+            // nothing is lost, some may run twice.
             tracing::error!(queue = %trigger.queue, "cannot acknowledge a batch: {e}");
         }
+        !whole_failed
     }
 
     /// One synchronous call with a batch; the response body, or why it failed.
@@ -621,14 +697,21 @@ impl Platform {
     }
 }
 
+/// The raw message bytes one batch may carry: the synchronous payload limit with room for the
+/// records' envelopes.
+const BATCH_BODY_BYTES: usize = MAX_SYNC_PAYLOAD_BYTES - 512 * 1024;
+
 /// The messages a successful call reported as failed (Lambda's `batchItemFailures`). An
-/// identifier that is empty or not in the batch fails the whole batch, as on Lambda.
+/// identifier that is empty or not in the batch fails the whole batch, as on Lambda; so does a
+/// `batchItemFailures` that is not a list.
 fn partial_failures(body: &[u8], batch: &[String]) -> Vec<String> {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
-    let Some(items) = v.get("batchItemFailures").and_then(Value::as_array) else {
-        return Vec::new();
+    let items = match v.get("batchItemFailures") {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => return batch.to_vec(),
     };
     let mut failed = Vec::new();
     for item in items {
@@ -665,6 +748,10 @@ mod tests {
         );
         assert_eq!(
             partial_failures(b"{\"batchItemFailures\": [{}]}", &batch),
+            batch
+        );
+        assert_eq!(
+            partial_failures(b"{\"batchItemFailures\": \"b\"}", &batch),
             batch
         );
     }

@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_due ON events (next_ms) WHERE state IN ('queued', 'retrying');
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_key ON events (function, idempotency_key);
 CREATE INDEX IF NOT EXISTS events_by_function ON events (function, accepted_ms);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (accepted_ms);
 CREATE INDEX IF NOT EXISTS events_done ON events (updated_ms) WHERE state IN ('succeeded', 'failed');
+CREATE INDEX IF NOT EXISTS events_running ON events (updated_ms) WHERE state = 'running';
 CREATE TABLE IF NOT EXISTS event_configs (
     function      TEXT    NOT NULL,
     qualifier     TEXT    NOT NULL,
@@ -103,6 +105,7 @@ CREATE TABLE IF NOT EXISTS messages (
     receives      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue, visible_ms, seq);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq);
 CREATE TABLE IF NOT EXISTS triggers (
     queue         TEXT    PRIMARY KEY,
     function      TEXT    NOT NULL,
@@ -606,6 +609,22 @@ pub fn claim(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Event>,
     collect(rows)
 }
 
+/// Puts back events `running` since before `stale_before_ms` whose outcome was never stored
+/// (a write that kept failing): they become `retrying` and due at `now_ms`. Returns how many.
+pub fn requeue_stale(
+    conn: &Connection,
+    stale_before_ms: i64,
+    now_ms: i64,
+) -> Result<usize, EventStoreError> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE events SET state = 'retrying', next_ms = ?2, updated_ms = ?2, \
+             error = coalesce(error, 'the outcome of a run was lost; running again') \
+             WHERE state = 'running' AND updated_ms < ?1",
+        )?
+        .execute(params![stale_before_ms, now_ms])?)
+}
+
 /// Stores how a run ended.
 pub fn finish(
     conn: &Connection,
@@ -657,7 +676,8 @@ pub fn event(conn: &Connection, id: &str) -> Result<Option<Event>, EventStoreErr
         .transpose()
 }
 
-/// Recent events, newest first, optionally of one function and in one state.
+/// Recent events, newest first, optionally of one function and in one state. The scan walks an
+/// index in time order and stops at `limit`.
 pub fn events(
     conn: &Connection,
     function: Option<&str>,
@@ -665,25 +685,34 @@ pub fn events(
     limit: usize,
 ) -> Result<Vec<Event>, EventStoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE (?1 IS NULL OR function = ?1) \
-         AND (?2 IS NULL OR state = ?2) ORDER BY accepted_ms DESC, id LIMIT ?3"
-    ))?;
-    let rows = stmt.query_map(
-        params![function, state.map(EventState::as_str), limit],
-        row_to_event,
-    )?;
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    if let Some(f) = &function {
+        sql.push_str(" AND function = ?");
+        args.push(f);
+    }
+    let state = state.map(EventState::as_str);
+    if let Some(s) = &state {
+        sql.push_str(" AND state = ?");
+        args.push(s);
+    }
+    sql.push_str(" ORDER BY accepted_ms DESC LIMIT ?");
+    args.push(&limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(args.as_slice(), row_to_event)?;
     collect(rows)
 }
 
-/// Events waiting (queued or retrying) and running.
+/// Events waiting (queued or retrying) and running. Both counts use partial indexes, so they
+/// cost nothing for finished events.
 pub fn depth(conn: &Connection) -> Result<(u64, u64), EventStoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT coalesce(sum(state IN ('queued', 'retrying')), 0), \
-             coalesce(sum(state = 'running'), 0) FROM events",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    let waiting = conn
+        .prepare_cached("SELECT count(*) FROM events WHERE state IN ('queued', 'retrying')")?
+        .query_row([], |r| r.get(0))?;
+    let running = conn
+        .prepare_cached("SELECT count(*) FROM events WHERE state = 'running'")?
+        .query_row([], |r| r.get(0))?;
+    Ok((waiting, running))
 }
 
 /// When the next waiting event is due.
@@ -694,12 +723,14 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>, EventStoreError> {
 }
 
 /// Forgets finished events last changed before `before_ms`.
-pub fn prune(conn: &Connection, before_ms: i64) -> Result<usize, EventStoreError> {
+pub fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<usize, EventStoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     Ok(conn
         .prepare_cached(
-            "DELETE FROM events WHERE state IN ('succeeded', 'failed') AND updated_ms < ?1",
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+             WHERE state IN ('succeeded', 'failed') AND updated_ms < ?1 LIMIT ?2)",
         )?
-        .execute([before_ms])?)
+        .execute(params![before_ms, limit])?)
 }
 
 // ----- event invoke configurations --------------------------------------------------------------
@@ -998,30 +1029,76 @@ fn row_to_message(r: &Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
-/// Receives up to `limit` visible messages, oldest first: hides them until `hidden_until_ms`
-/// and counts the receive.
+/// Receives up to `limit` visible messages, oldest first, whose bodies add up to at most
+/// `max_bytes` (the first message always fits), and hides them until `hidden_until_ms`.
+/// Visible messages already received `max_receives` times move to the dead-letter queue first
+/// (their consumer never acknowledged them: it crashed or timed out).
 pub fn receive(
     conn: &Connection,
     queue_name: &str,
     now_ms: i64,
     limit: usize,
+    max_bytes: usize,
     hidden_until_ms: i64,
 ) -> Result<Vec<Message>, EventStoreError> {
+    if let Some(QueueRow {
+        dead_letter: Some(dlq),
+        max_receives: Some(max),
+        ..
+    }) = queue(conn, queue_name)?
+    {
+        conn.prepare_cached(
+            "UPDATE messages SET queue = ?3, visible_ms = ?2, receives = 0 \
+             WHERE queue = ?1 AND visible_ms <= ?2 AND receives >= ?4",
+        )?
+        .execute(params![queue_name, now_ms, dlq, max])?;
+    }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut pick = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, length(body) FROM messages WHERE queue = ?1 AND visible_ms <= ?2 \
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let mut rows = stmt.query(params![queue_name, now_ms, limit])?;
+        let mut total = 0usize;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let len = usize::try_from(row.get::<_, i64>(1)?).unwrap_or(usize::MAX);
+            total = total.saturating_add(len);
+            if !pick.is_empty() && total > max_bytes {
+                break;
+            }
+            pick.push(seq);
+        }
+    }
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE messages SET visible_ms = ?4, receives = receives + 1 \
-         WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1 AND visible_ms <= ?2 \
-                       ORDER BY seq LIMIT ?3) \
+        "UPDATE messages SET visible_ms = ?2, receives = receives + 1 WHERE seq = ?1 \
          RETURNING {MESSAGE_COLUMNS}"
     ))?;
-    let mut out = stmt
-        .query_map(
-            params![queue_name, now_ms, limit, hidden_until_ms],
-            row_to_message,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    out.sort_by_key(|m| m.sent_ms);
+    let mut out = Vec::with_capacity(pick.len());
+    for seq in pick {
+        out.push(stmt.query_row(params![seq, hidden_until_ms], row_to_message)?);
+    }
     Ok(out)
+}
+
+/// Gives received messages back untouched: visible now, their receive not counted (a batch
+/// that could not be sent whole).
+pub fn unreceive(
+    conn: &Connection,
+    queue_name: &str,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<(), EventStoreError> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET visible_ms = ?3, receives = max(receives - 1, 0) \
+         WHERE queue = ?1 AND id = ?2",
+    )?;
+    for id in ids {
+        stmt.execute(params![queue_name, id, now_ms])?;
+    }
+    Ok(())
 }
 
 /// Deletes messages (handled); returns how many existed.
@@ -1333,7 +1410,7 @@ mod tests {
             .await
             .expect("send");
         let got = store
-            .write(|c| receive(c, "main", 10, 2, 100))
+            .write(|c| receive(c, "main", 10, 2, usize::MAX, 100))
             .await
             .expect("receive");
         assert_eq!(
@@ -1357,7 +1434,7 @@ mod tests {
             .expect("ack");
         // m1 comes back, is received a second time and then moves to the dead-letter queue.
         let again = store
-            .write(|c| receive(c, "main", 20, 10, 200))
+            .write(|c| receive(c, "main", 20, 10, usize::MAX, 200))
             .await
             .expect("receive");
         assert_eq!(again.len(), 2);
@@ -1370,6 +1447,52 @@ mod tests {
         assert_eq!(dead[0].id, "m1");
         assert_eq!(dead[0].body, b"body 1");
         assert_eq!(store.write(|c| purge(c, "dlq")).await.expect("purge"), 1);
+        // m2 is received a second time and its consumer never answers (a crash): once it is
+        // visible again, the next receive dead-letters it instead of handing it out a third time.
+        let second = store
+            .write(|c| receive(c, "main", 40, 10, usize::MAX, 300))
+            .await
+            .expect("receive");
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].receives, 2);
+        let third = store
+            .write(|c| receive(c, "main", 300, 10, usize::MAX, 400))
+            .await
+            .expect("receive");
+        assert!(third.is_empty(), "m2 must not be delivered a third time");
+        let dead = store.read(|c| peek(c, "dlq", 10)).expect("peek");
+        assert_eq!(
+            dead.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["m2"]
+        );
+        // A byte budget stops a batch early, but always lets one message through.
+        let big: Vec<NewMessage> = (0..3)
+            .map(|i| NewMessage {
+                id: format!("b{i}"),
+                body: vec![b'x'; 100],
+                attributes: serde_json::json!({}),
+            })
+            .collect();
+        store
+            .write(move |c| send(c, "main", &big, 500))
+            .await
+            .expect("send");
+        let two = store
+            .write(|c| receive(c, "main", 600, 10, 250, 700))
+            .await
+            .expect("receive");
+        assert_eq!(two.len(), 2);
+        store
+            .write(|c| unreceive(c, "main", &["b0".into(), "b1".into()], 600))
+            .await
+            .expect("unreceive");
+        let one = store
+            .write(|c| receive(c, "main", 600, 10, 10, 700))
+            .await
+            .expect("receive");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].id, "b0");
+        assert_eq!(one[0].receives, 1, "a given-back receive is not counted");
         let missing = store
             .write(|c| send(c, "nope", &[], 0))
             .await

@@ -462,7 +462,14 @@ async fn an_event_that_always_fails_lands_in_the_dead_letter_queue_and_redrives(
     assert_eq!(record["responseContext"]["functionError"], "Unhandled");
 
     // Redrive: the event runs again (and, still failing, comes back as a new dead letter).
-    let r = post_json(&server, "/v1/queues/dlq/redrive", json!({})).await;
+    // Naming the message twice still redrives it once.
+    let message_id = messages[0]["id"].as_str().expect("message id").to_owned();
+    let r = post_json(
+        &server,
+        "/v1/queues/dlq/redrive",
+        json!({"messageIds": [message_id, message_id]}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let out: Value = r.json().await.expect("json");
     let redriven = out["redriven"].as_array().expect("redriven");
@@ -786,6 +793,15 @@ async fn bad_async_input_gets_clear_errors() {
     )
     .await;
     assert!(m.contains("queue:NAME"), "{m}");
+    let m = expect_error(
+        config(json!({"onFailure": "function:echo"}))
+            .await
+            .expect("send"),
+        400,
+        "InvalidParameterValue",
+    )
+    .await;
+    assert!(m.contains("itself"), "{m}");
     expect_error(
         config(json!({"maximumRetryAttempts": 3}))
             .await
@@ -826,6 +842,23 @@ async fn bad_async_input_gets_clear_errors() {
         .expect("send");
     expect_error(r, 404, "ResourceNotFound").await;
     let r = client()
+        .post(server.url("/v1/functions/echo/events"))
+        .header("idempotency-key", "schedule:nightly:0")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    let m = expect_error(r, 400, "InvalidParameterValue").await;
+    assert!(m.contains("schedule:"), "{m}");
+    let r = post_json(
+        &server,
+        "/v1/queues",
+        json!({"name": "work", "deadLetterQueue": "absent", "maxReceiveCount": 2}),
+    )
+    .await;
+    let m = expect_error(r, 400, "InvalidParameterValue").await;
+    assert!(m.contains("absent"), "{m}");
+    let r = client()
         .post(server.url("/v1/queues/none/messages"))
         .body("hello")
         .send()
@@ -847,4 +880,5 @@ async fn bad_async_input_gets_clear_errors() {
         get_json(&server, "/v1/schedules").await["schedules"],
         json!([])
     );
+    assert_eq!(get_json(&server, "/v1/queues").await["queues"], json!([]));
 }
