@@ -19,6 +19,7 @@ mod keys;
 pub mod lambda;
 mod routing;
 pub mod url_event;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -154,6 +155,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route("/v1/functions/{name}/logs", get(functions::logs))
         .route("/v1/invocations/{id}", get(functions::invocation))
+        .route("/v1/invocations", get(usage::invocations))
+        .route("/v1/usage", get(usage::usage))
         .route("/fn/{target}", any(invoke::function_url))
         .route("/fn/{target}/", any(invoke::function_url))
         .route("/fn/{target}/{*path}", any(invoke::function_url))
@@ -284,10 +287,107 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.events.recovered,
         waiting,
     );
+    let text = text + &function_metrics(&platform);
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         text,
     )
+}
+
+/// The per-function families of `/metrics` (labelled `function`; names are `[A-Za-z0-9_-]`, so
+/// they need no escaping).
+fn function_metrics(platform: &Platform) -> String {
+    use lambent_control::meter::{FunctionMetrics, Histogram};
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let functions = platform.function_metrics();
+    let mut out = String::new();
+    type Counter = fn(&FunctionMetrics) -> u64;
+    let counters: [(&str, &str, Counter); 4] = [
+        (
+            "lambent_function_invocations_total",
+            "Calls of a function that ran.",
+            |m| m.invocations.load(Relaxed),
+        ),
+        (
+            "lambent_function_errors_total",
+            "Calls of a function that ended in an error.",
+            |m| m.errors.load(Relaxed),
+        ),
+        (
+            "lambent_function_throttles_total",
+            "Calls of a function refused by a concurrency limit.",
+            |m| m.throttles.load(Relaxed),
+        ),
+        (
+            "lambent_function_cold_starts_total",
+            "Calls of a function that started an instance.",
+            |m| m.cold_starts.load(Relaxed),
+        ),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (f, m) in &functions {
+            let _ = writeln!(out, "{name}{{function=\"{f}\"}} {}", get(m));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lambent_function_gb_seconds_total Billed GB-seconds of a function.\n\
+         # TYPE lambent_function_gb_seconds_total counter"
+    );
+    for (f, m) in &functions {
+        let _ = writeln!(
+            out,
+            "lambent_function_gb_seconds_total{{function=\"{f}\"}} {}",
+            m.micro_gb_seconds.load(Relaxed) as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lambent_function_concurrent_executions Calls of a function in flight now.\n\
+         # TYPE lambent_function_concurrent_executions gauge"
+    );
+    let mut in_flight = platform.in_flight_by_function();
+    in_flight.sort();
+    for (f, n) in in_flight {
+        let _ = writeln!(
+            out,
+            "lambent_function_concurrent_executions{{function=\"{f}\"}} {n}"
+        );
+    }
+    for (name, help, pick) in [
+        (
+            "lambent_function_duration_seconds",
+            "Wall time of a function's calls.",
+            (|m| &m.duration) as fn(&FunctionMetrics) -> &Histogram,
+        ),
+        (
+            "lambent_function_init_seconds",
+            "Instance start time of a function's cold calls.",
+            |m| &m.init,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (f, m) in &functions {
+            let (buckets, count, sum_ms) = pick(m).snapshot();
+            for (bound, n) in lambent_control::meter::HISTOGRAM_BOUNDS_MS
+                .iter()
+                .zip(&buckets)
+            {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{function=\"{f}\",le=\"{}\"}} {n}",
+                    bound / 1000.0
+                );
+            }
+            let _ = writeln!(out, "{name}_bucket{{function=\"{f}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{function=\"{f}\"}} {}", sum_ms / 1000.0);
+            let _ = writeln!(out, "{name}_count{{function=\"{f}\"}} {count}");
+        }
+    }
+    out
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; in-flight requests finish first.

@@ -194,6 +194,15 @@ impl Concurrency {
             .saturating_sub(self.reserved_total.load(Ordering::Acquire))
     }
 
+    /// Calls in flight per function (functions called at least once).
+    pub fn in_flight_by_function(&self) -> Vec<(FunctionName, u32)> {
+        self.functions
+            .read()
+            .iter()
+            .map(|(k, c)| (k.clone(), c.in_flight.load(Ordering::Acquire)))
+            .collect()
+    }
+
     /// Calls in flight, over all functions.
     pub fn in_flight(&self) -> u64 {
         self.functions

@@ -1,14 +1,17 @@
-//! Writes invocation records to the metadata store off the request path, in batches.
+//! Writes invocation records to the metadata store off the request path, in batches, and the
+//! meter's per-minute usage every second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambent_core::InvocationRecord;
 use lambent_store::MetadataStore;
 use parking_lot::Mutex;
+
+use crate::meter::Meter;
 
 /// Records waiting to be written before new ones are dropped (and counted as dropped).
 const QUEUE_CAPACITY: usize = 16_384;
@@ -16,6 +19,8 @@ const QUEUE_CAPACITY: usize = 16_384;
 const BATCH: usize = 512;
 /// Invocation records kept in the database; older ones are pruned.
 pub const MAX_INVOCATION_RECORDS: u64 = 100_000;
+/// How often metered usage is stored.
+const USAGE_FLUSH: Duration = Duration::from_secs(1);
 /// Batches between two prunings.
 const PRUNE_EVERY_BATCHES: u64 = 200;
 
@@ -30,21 +35,30 @@ pub struct InvocationRecorder {
     tx: SyncSender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
+    meter: Arc<Meter>,
 }
 
 impl InvocationRecorder {
     /// Starts the writer thread.
     pub fn start(metadata: Arc<MetadataStore>) -> Self {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let meter = Arc::new(Meter::default());
+        let m = meter.clone();
         let thread = std::thread::Builder::new()
             .name("lambent-recorder".into())
-            .spawn(move || write_loop(&metadata, &rx))
+            .spawn(move || write_loop(&metadata, &rx, &m))
             .ok();
         Self {
             tx,
             thread: Mutex::new(thread),
             dropped: Arc::default(),
+            meter,
         }
+    }
+
+    /// The meter every call goes through.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// Queues a record; never blocks the caller. When the queue is full the record is dropped and
@@ -72,11 +86,28 @@ impl InvocationRecorder {
     }
 }
 
-fn write_loop(metadata: &MetadataStore, rx: &Receiver<Message>) {
+/// Stores what the meter gathered; on failure keeps it for the next try.
+fn flush_usage(metadata: &MetadataStore, meter: &Meter) {
+    let rows = meter.take();
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(e) = metadata.add_usage(&rows) {
+        tracing::error!(error = %e, rows = rows.len(), "cannot store usage; trying again");
+        meter.restore(rows);
+    }
+}
+
+fn write_loop(metadata: &MetadataStore, rx: &Receiver<Message>, meter: &Meter) {
     let mut batches = 0u64;
     let mut stop = false;
+    let mut flushed = Instant::now();
     while !stop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+        if flushed.elapsed() >= USAGE_FLUSH {
+            flush_usage(metadata, meter);
+            flushed = Instant::now();
+        }
+        let first = match rx.recv_timeout(USAGE_FLUSH) {
             Ok(Message::Record(r)) => *r,
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => continue,
@@ -115,4 +146,5 @@ fn write_loop(metadata: &MetadataStore, rx: &Receiver<Message>) {
     {
         tracing::error!(error = %e, "cannot store invocation records at shutdown");
     }
+    flush_usage(metadata, meter);
 }

@@ -73,12 +73,99 @@ pub struct InvocationRecord {
     pub cold_start: bool,
     /// How it ended.
     pub outcome: InvocationOutcome,
+    /// The tenant billed for it.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The function's memory setting, in MB.
+    #[serde(default)]
+    pub memory_mb: u32,
+    /// The duration billed: `duration_ms` rounded up to the next millisecond.
+    #[serde(default)]
+    pub billed_ms: u64,
+    /// `memory_mb / 1024 * billed_ms / 1000`.
+    #[serde(default)]
+    pub gb_seconds: f64,
     /// The error message when it did not succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the function wrote to stdout and stderr (CGI: stderr only), cut at
     /// [`crate::limits::MAX_LOG_BYTES_PER_INVOCATION`].
     pub logs: String,
+}
+
+/// The tenant of calls made before tenants exist, and of the admin.
+pub const DEFAULT_TENANT: &str = "default";
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+
+/// The billed duration of a call that took `duration_ms`: rounded up to the millisecond, at
+/// least 1 ms (Lambda's rule since December 2020).
+pub fn billed_ms(duration_ms: f64) -> u64 {
+    if duration_ms.is_finite() && duration_ms > 0.0 {
+        // A duration in milliseconds fits u64 by many orders of magnitude.
+        (duration_ms.ceil() as u64).max(1)
+    } else {
+        1
+    }
+}
+
+/// GB-seconds of a call of `billed_ms` with `memory_mb` of memory (1 GB = 1024 MB, as Lambda
+/// bills).
+pub fn gb_seconds(memory_mb: u32, billed_ms: u64) -> f64 {
+    f64::from(memory_mb) / 1024.0 * billed_ms as f64 / 1000.0
+}
+
+/// Metered totals over some calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSums {
+    /// Calls that ran.
+    pub invocations: u64,
+    /// Of those, calls that ended in an error.
+    pub errors: u64,
+    /// Calls refused by a concurrency limit (not billed).
+    pub throttles: u64,
+    /// Calls that started a new instance.
+    pub cold_starts: u64,
+    /// Wall time of the calls, in ms.
+    pub duration_ms: f64,
+    /// Billed time, in ms.
+    pub billed_ms: u64,
+    /// GB-seconds.
+    pub gb_seconds: f64,
+    /// Time spent starting instances, in ms.
+    pub init_ms: f64,
+}
+
+impl UsageSums {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &UsageSums) {
+        self.invocations += other.invocations;
+        self.errors += other.errors;
+        self.throttles += other.throttles;
+        self.cold_starts += other.cold_starts;
+        self.duration_ms += other.duration_ms;
+        self.billed_ms += other.billed_ms;
+        self.gb_seconds += other.gb_seconds;
+        self.init_ms += other.init_ms;
+    }
+}
+
+/// Usage of one function version by one tenant in one minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// Start of the minute, in ms since the Unix epoch.
+    pub minute_ms: i64,
+    /// The tenant.
+    pub tenant: String,
+    /// The function.
+    pub function: String,
+    /// The version.
+    pub version: String,
+    /// The totals.
+    pub sums: UsageSums,
 }
 
 /// Why an invocation failed. The scheduler branches on these: a timeout or a trap is the

@@ -22,5 +22,8 @@ pub use function::{
     ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, NodeName,
     ProvidedName, PythonName, Runtime, RuntimeFamily,
 };
-pub use invocation::{InvocationOutcome, InvocationRecord, InvokeError, Throttle};
+pub use invocation::{
+    DEFAULT_TENANT, InvocationOutcome, InvocationRecord, InvokeError, Throttle, UsageRow,
+    UsageSums, billed_ms, gb_seconds,
+};
 pub use name::{AliasName, FunctionName, NameError, Qualifier, Selector, Target};

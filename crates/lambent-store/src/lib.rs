@@ -13,5 +13,5 @@ pub mod routing;
 
 pub use code::{CodeStore, CodeStoreError};
 pub use events::{EventStore, EventStoreError};
-pub use metadata::{MetadataError, MetadataStore};
+pub use metadata::{MetadataError, MetadataStore, UsageGroup, UsageGroupSums, UsageQuery};
 pub use routing::{AccessKeyRow, AccountUsage};

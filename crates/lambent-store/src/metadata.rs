@@ -8,7 +8,7 @@ use std::path::Path;
 
 use lambent_core::{
     FunctionConfig, FunctionName, FunctionVersion, InvocationOutcome, InvocationRecord, Qualifier,
-    Runtime,
+    Runtime, UsageRow, UsageSums,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -110,6 +110,23 @@ CREATE TABLE IF NOT EXISTS invocations (
     logs          TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, started_at_ms);
+CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations (started_at_ms);
+CREATE TABLE IF NOT EXISTS usage (
+    minute_ms     INTEGER NOT NULL,
+    tenant        TEXT    NOT NULL,
+    function      TEXT    NOT NULL,
+    version       TEXT    NOT NULL,
+    invocations   INTEGER NOT NULL,
+    errors        INTEGER NOT NULL,
+    throttles     INTEGER NOT NULL,
+    cold_starts   INTEGER NOT NULL,
+    duration_ms   REAL    NOT NULL,
+    billed_ms     INTEGER NOT NULL,
+    gb_seconds    REAL    NOT NULL,
+    init_ms       REAL    NOT NULL,
+    PRIMARY KEY (minute_ms, tenant, function, version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_by_function ON usage (function, minute_ms);
 CREATE TABLE IF NOT EXISTS aliases (
     function      TEXT    NOT NULL,
     name          TEXT    NOT NULL,
@@ -153,20 +170,77 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("role", "TEXT NOT NULL DEFAULT ''"),
 ];
 
+/// Metering columns of invocation records, added after the first release.
+const ADDED_INVOCATION_COLUMNS: &[(&str, &str)] = &[
+    ("tenant", "TEXT NOT NULL DEFAULT 'default'"),
+    ("memory_mb", "INTEGER NOT NULL DEFAULT 0"),
+    ("billed_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("gb_seconds", "REAL NOT NULL DEFAULT 0"),
+];
+
 /// Adds the columns a database from an older lambent lacks.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('function_versions')")?;
-    let existing: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (name, definition) in ADDED_COLUMNS {
-        if !existing.iter().any(|c| c == name) {
-            conn.execute_batch(&format!(
-                "ALTER TABLE function_versions ADD COLUMN {name} {definition}"
-            ))?;
+    for (table, added) in [
+        ("function_versions", ADDED_COLUMNS),
+        ("invocations", ADDED_INVOCATION_COLUMNS),
+    ] {
+        let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+        let existing: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (name, definition) in added {
+            if !existing.iter().any(|c| c == name) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {name} {definition}"
+                ))?;
+            }
         }
     }
     Ok(())
+}
+
+/// How usage is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGroup {
+    /// One total.
+    Total,
+    /// Per tenant.
+    Tenant,
+    /// Per function.
+    Function,
+    /// Per function version.
+    Version,
+    /// Per minute.
+    Minute,
+    /// Per hour.
+    Hour,
+    /// Per day (UTC).
+    Day,
+}
+
+/// A usage question: which calls, grouped how.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    /// Calls that started at or after this time (ms since the epoch).
+    pub from_ms: i64,
+    /// Calls that started before this time.
+    pub to_ms: i64,
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// The grouping.
+    pub group: UsageGroup,
+}
+
+/// One group of a usage answer: its key (empty for a total; a time group's start in ms as a
+/// string) and its sums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageGroupSums {
+    /// The group's key.
+    pub key: String,
+    /// The sums.
+    pub sums: UsageSums,
 }
 
 /// The SQLite metadata store. One connection behind a mutex: SQLite serialises writers anyway,
@@ -477,8 +551,9 @@ impl MetadataStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO invocations (id, function, version, started_at_ms, \
-                 duration_ms, init_ms, cold_start, outcome, error, logs) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 duration_ms, init_ms, cold_start, outcome, error, logs, tenant, memory_mb, \
+                 billed_ms, gb_seconds) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -492,6 +567,10 @@ impl MetadataStore {
                     r.outcome.as_str(),
                     r.error,
                     r.logs,
+                    r.tenant,
+                    r.memory_mb,
+                    i64::try_from(r.billed_ms).unwrap_or(i64::MAX),
+                    r.gb_seconds,
                 ])?;
             }
         }
@@ -514,8 +593,7 @@ impl MetadataStore {
         let conn = self.records.lock();
         let r = conn
             .query_row(
-                "SELECT id, function, version, started_at_ms, duration_ms, init_ms, cold_start, \
-                 outcome, error, logs FROM invocations WHERE id = ?1",
+                &format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = ?1"),
                 [id],
                 row_to_invocation,
             )
@@ -530,15 +608,122 @@ impl MetadataStore {
         limit: u32,
     ) -> Result<Vec<InvocationRecord>, MetadataError> {
         let conn = self.records.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, function, version, started_at_ms, duration_ms, init_ms, cold_start, \
-             outcome, error, logs FROM invocations WHERE function = ?1 \
-             ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE function = ?1 \
+             ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![function.as_str(), limit], row_to_invocation)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    /// Invocation records that started in `[from_ms, to_ms)`, oldest first, optionally of one
+    /// function, at most `limit`.
+    pub fn invocations_between(
+        &self,
+        function: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<InvocationRecord>, MetadataError> {
+        let conn = self.records.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations \
+             WHERE started_at_ms >= ?1 AND started_at_ms < ?2 AND (?3 IS NULL OR function = ?3) \
+             ORDER BY started_at_ms, rowid LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(params![from_ms, to_ms, function, limit], row_to_invocation)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Adds metered usage to the per-minute totals, in one transaction.
+    pub fn add_usage(&self, rows: &[UsageRow]) -> Result<(), MetadataError> {
+        let mut conn = self.records.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO usage (minute_ms, tenant, function, version, invocations, errors, \
+                 throttles, cold_starts, duration_ms, billed_ms, gb_seconds, init_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (minute_ms, tenant, function, version) DO UPDATE SET \
+                 invocations = invocations + excluded.invocations, \
+                 errors = errors + excluded.errors, \
+                 throttles = throttles + excluded.throttles, \
+                 cold_starts = cold_starts + excluded.cold_starts, \
+                 duration_ms = duration_ms + excluded.duration_ms, \
+                 billed_ms = billed_ms + excluded.billed_ms, \
+                 gb_seconds = gb_seconds + excluded.gb_seconds, \
+                 init_ms = init_ms + excluded.init_ms",
+            )?;
+            for r in rows {
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                stmt.execute(params![
+                    r.minute_ms,
+                    r.tenant,
+                    r.function,
+                    r.version,
+                    n(r.sums.invocations),
+                    n(r.sums.errors),
+                    n(r.sums.throttles),
+                    n(r.sums.cold_starts),
+                    r.sums.duration_ms,
+                    n(r.sums.billed_ms),
+                    r.sums.gb_seconds,
+                    r.sums.init_ms,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Metered usage in a time range (whole minutes: a minute counts when it starts in the
+    /// range), grouped as asked, groups in key order.
+    pub fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageGroupSums>, MetadataError> {
+        let key = match q.group {
+            UsageGroup::Total => "''",
+            UsageGroup::Tenant => "tenant",
+            UsageGroup::Function => "function",
+            UsageGroup::Version => "function || ':' || version",
+            UsageGroup::Minute => "CAST(minute_ms AS TEXT)",
+            UsageGroup::Hour => "CAST(minute_ms - minute_ms % 3600000 AS TEXT)",
+            UsageGroup::Day => "CAST(minute_ms - minute_ms % 86400000 AS TEXT)",
+        };
+        let order = match q.group {
+            UsageGroup::Minute | UsageGroup::Hour | UsageGroup::Day => "min(minute_ms)",
+            _ => "k",
+        };
+        let conn = self.records.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {key} AS k, sum(invocations), sum(errors), sum(throttles), sum(cold_starts), \
+             sum(duration_ms), sum(billed_ms), sum(gb_seconds), sum(init_ms) FROM usage \
+             WHERE minute_ms >= ?1 AND minute_ms < ?2 AND (?3 IS NULL OR function = ?3) \
+             AND (?4 IS NULL OR tenant = ?4) GROUP BY k HAVING count(*) > 0 ORDER BY {order}"
+        ))?;
+        let rows = stmt.query_map(params![q.from_ms, q.to_ms, q.function, q.tenant], |r| {
+            let n = |i: usize| -> rusqlite::Result<u64> {
+                Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+            };
+            Ok(UsageGroupSums {
+                key: r.get(0)?,
+                sums: UsageSums {
+                    invocations: n(1)?,
+                    errors: n(2)?,
+                    throttles: n(3)?,
+                    cold_starts: n(4)?,
+                    duration_ms: r.get(5)?,
+                    billed_ms: n(6)?,
+                    gb_seconds: r.get(7)?,
+                    init_ms: r.get(8)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
 }
+
+const INVOCATION_COLUMNS: &str = "id, function, version, started_at_ms, duration_ms, init_ms, \
+                                  cold_start, outcome, error, logs, tenant, memory_mb, \
+                                  billed_ms, gb_seconds";
 
 fn row_to_invocation(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
     let outcome: String = row.get(7)?;
@@ -553,6 +738,10 @@ fn row_to_invocation(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
         outcome: InvocationOutcome::parse(&outcome).unwrap_or(InvocationOutcome::PlatformError),
         error: row.get(8)?,
         logs: row.get(9)?,
+        tenant: row.get(10)?,
+        memory_mb: row.get(11)?,
+        billed_ms: u64::try_from(row.get::<_, i64>(12)?).unwrap_or(0),
+        gb_seconds: row.get(13)?,
     })
 }
 
@@ -561,6 +750,13 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+/// Parses an RFC 3339 time (`2026-11-29T10:00:00Z`, any offset) into ms since the epoch.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// A Unix time in milliseconds as RFC 3339 UTC with milliseconds (`2026-11-29T04:30:00.123Z`).
@@ -680,6 +876,10 @@ pub(crate) mod tests {
                 init_ms: 0.1,
                 cold_start: i == 0,
                 outcome: InvocationOutcome::Success,
+                tenant: "default".into(),
+                memory_mb: 128,
+                billed_ms: 2,
+                gb_seconds: lambent_core::gb_seconds(128, 2),
                 error: None,
                 logs: format!("line {i}\n"),
             })
@@ -694,5 +894,77 @@ pub(crate) mod tests {
         assert_eq!(recent[0].id, "id4");
         assert_eq!(store.prune_invocations(2).expect("prune"), 3);
         assert!(store.invocation("id0").expect("get").is_none());
+        let between = store
+            .invocations_between(Some("f"), 3, 5, 10)
+            .expect("between");
+        assert_eq!(between.len(), 2);
+        assert_eq!(between[0].id, "id3");
+    }
+
+    #[test]
+    fn usage_adds_up_and_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let row = |minute: i64, tenant: &str, function: &str, n: u64| UsageRow {
+            minute_ms: minute * 60_000,
+            tenant: tenant.into(),
+            function: function.into(),
+            version: "$LATEST".into(),
+            sums: UsageSums {
+                invocations: n,
+                errors: 1,
+                throttles: 0,
+                cold_starts: 1,
+                duration_ms: 10.5 * n as f64,
+                billed_ms: 11 * n,
+                gb_seconds: lambent_core::gb_seconds(512, 11 * n),
+                init_ms: 2.0,
+            },
+        };
+        store
+            .add_usage(&[row(0, "a", "f", 2), row(0, "b", "g", 3)])
+            .expect("add");
+        // The same minute again adds to it; a later minute is a new row.
+        store
+            .add_usage(&[row(0, "a", "f", 5), row(61, "a", "f", 1)])
+            .expect("add");
+        let query = |group, function: Option<&str>, to_ms| UsageQuery {
+            from_ms: 0,
+            to_ms,
+            function: function.map(Into::into),
+            tenant: None,
+            group,
+        };
+        let total = store
+            .usage(&query(UsageGroup::Total, None, i64::MAX))
+            .expect("usage");
+        assert_eq!(total.len(), 1);
+        assert_eq!(total[0].sums.invocations, 11);
+        assert_eq!(total[0].sums.billed_ms, 121);
+        assert_eq!(total[0].sums.errors, 4);
+        assert!((total[0].sums.gb_seconds - 0.5 * 0.121).abs() < 1e-9);
+        let tenants = store
+            .usage(&query(UsageGroup::Tenant, None, i64::MAX))
+            .expect("usage");
+        let per: Vec<(&str, u64)> = tenants
+            .iter()
+            .map(|g| (g.key.as_str(), g.sums.invocations))
+            .collect();
+        assert_eq!(per, [("a", 8), ("b", 3)]);
+        let hours = store
+            .usage(&query(UsageGroup::Hour, Some("f"), i64::MAX))
+            .expect("usage");
+        let per: Vec<(&str, u64)> = hours
+            .iter()
+            .map(|g| (g.key.as_str(), g.sums.invocations))
+            .collect();
+        assert_eq!(per, [("0", 7), ("3600000", 1)]);
+        let early = store
+            .usage(&query(UsageGroup::Total, None, 60_000))
+            .expect("usage");
+        assert_eq!(
+            early[0].sums.invocations, 10,
+            "the range ends before minute 61"
+        );
     }
 }

@@ -666,6 +666,7 @@ pub async fn run(
             Ok(())
         }
         Command::Keys { command } => keys(&api, json, command).await,
+        Command::Usage(args) => crate::usage_cli::usage(&api, json, args).await,
         Command::Events {
             id,
             function,

@@ -7,6 +7,7 @@ mod credentials;
 mod events_cli;
 mod manifest;
 mod serve;
+mod usage_cli;
 mod zipdir;
 
 use std::path::PathBuf;
@@ -151,6 +152,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Metered usage: calls, errors, throttles, cold starts, billed ms and GB-seconds.
+    ///
+    /// The window is the last day unless --since or --from/--to say otherwise; usage is kept
+    /// per minute, so the first minute of the window counts whole.
+    Usage(usage_cli::UsageArgs),
     /// Show an asynchronous invocation (event), or list recent ones.
     Events {
         /// One event's id (as printed by `lambent invoke --async`).

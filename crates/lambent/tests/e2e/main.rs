@@ -11,4 +11,5 @@ mod cli_events;
 mod events;
 mod functions;
 mod lifecycle;
+mod metering;
 mod sandbox;
