@@ -288,6 +288,11 @@ impl From<ControlError> for LambdaError {
         let (status, error_type) = lambda_status(&e);
         let reason = match &e {
             ControlError::Invoke(InvokeError::Throttled(t)) => Some(t.reason()),
+            // The node has no room for another instance now: the closest of Lambda's reasons
+            // is its scaling-rate limit, and a retry shortly after may succeed.
+            ControlError::Invoke(InvokeError::Capacity(_)) => {
+                Some("FunctionInvocationRateLimitExceeded")
+            }
             _ => None,
         };
         LambdaError {

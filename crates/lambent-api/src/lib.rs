@@ -93,6 +93,12 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .get(routing::get_concurrency)
                 .delete(routing::delete_concurrency),
         )
+        .route(
+            "/v1/functions/{name}/admission",
+            put(routing::put_admission)
+                .get(routing::get_admission)
+                .delete(routing::delete_admission),
+        )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route(

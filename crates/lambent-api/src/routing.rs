@@ -132,3 +132,56 @@ pub async fn delete_concurrency(
     p.delete_reserved_concurrency(&name(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PutAdmission {
+    max_wait_ms: u32,
+}
+
+fn admission_json(own: Option<std::time::Duration>, effective: std::time::Duration) -> Response {
+    Json(serde_json::json!({
+        "maxWaitMs": own.map(|d| d.as_millis()),
+        "effectiveMaxWaitMs": effective.as_millis(),
+    }))
+    .into_response()
+}
+
+/// `PUT /v1/functions/{name}/admission` `{"maxWaitMs": N}`: a call refused by a concurrency
+/// limit waits up to N ms for a slot, first come first served, before its 429.
+pub async fn put_admission(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PutAdmission = parse_json(&bytes)?;
+    p.put_admission_wait(
+        &fname,
+        std::time::Duration::from_millis(u64::from(req.max_wait_ms)),
+    )
+    .await?;
+    let (own, effective) = p.admission_wait(&fname)?;
+    Ok(admission_json(own, effective))
+}
+
+/// `GET /v1/functions/{name}/admission`: the function's own wait (or null) and the one that
+/// applies.
+pub async fn get_admission(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let (own, effective) = p.admission_wait(&name(&raw)?)?;
+    Ok(admission_json(own, effective))
+}
+
+/// `DELETE /v1/functions/{name}/admission`: back to the server's default wait.
+pub async fn delete_admission(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    p.delete_admission_wait(&name(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

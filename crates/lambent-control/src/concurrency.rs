@@ -2,22 +2,41 @@
 //! account's unreserved pool (Lambda's model). Taking a permit is two atomic operations under a
 //! read lock; the permit gives its slot back when dropped, which for a wasm call is when the guest
 //! has finished, not when the response head was sent.
+//!
+//! Admission queueing: a function may let a refused call wait (up to its `max_wait`) for a slot
+//! instead of getting a 429 at once. Waiters line up first come, first served behind a fair
+//! lock per function; only the head of the line watches for released slots, and a new call
+//! does not overtake a waiting one. A released slot wakes waiters only when there are any, so
+//! the common path pays one relaxed load.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use lambent_core::limits::MIN_UNRESERVED_CONCURRENCY;
 use lambent_core::{FunctionName, Throttle};
 use parking_lot::RwLock;
+use tokio::sync::Notify;
 
 /// No reservation.
 const UNRESERVED: u32 = u32::MAX;
+
+/// No admission wait of the function's own: the account default applies.
+const NO_WAIT_SET: u32 = u32::MAX;
 
 #[derive(Debug)]
 struct FunctionCounter {
     in_flight: AtomicU32,
     reserved: AtomicU32,
+    /// The function's own admission wait in ms, or [`NO_WAIT_SET`].
+    max_wait_ms: AtomicU32,
+    /// Calls waiting for a slot.
+    waiting: AtomicU32,
+    /// Waiters line up here, in arrival order (tokio's mutex is fair).
+    line: tokio::sync::Mutex<()>,
+    /// Rung when a slot of this function is released and someone waits.
+    released: Notify,
 }
 
 impl FunctionCounter {
@@ -25,8 +44,20 @@ impl FunctionCounter {
         Self {
             in_flight: AtomicU32::new(0),
             reserved: AtomicU32::new(reserved.unwrap_or(UNRESERVED)),
+            max_wait_ms: AtomicU32::new(NO_WAIT_SET),
+            waiting: AtomicU32::new(0),
+            line: tokio::sync::Mutex::new(()),
+            released: Notify::new(),
         }
     }
+}
+
+/// The shared pool's counter and its waiters.
+#[derive(Debug, Default)]
+struct Pool {
+    in_flight: AtomicU32,
+    waiting: AtomicU32,
+    released: Notify,
 }
 
 /// The account's counters.
@@ -34,7 +65,9 @@ impl FunctionCounter {
 pub struct Concurrency {
     account_limit: u32,
     /// Calls in flight of functions without a reservation.
-    unreserved_in_flight: Arc<AtomicU32>,
+    unreserved: Arc<Pool>,
+    /// The admission wait of functions without one of their own, in ms.
+    default_wait_ms: AtomicU32,
     /// Sum of all reservations.
     reserved_total: AtomicU32,
     functions: RwLock<HashMap<FunctionName, Arc<FunctionCounter>>>,
@@ -44,14 +77,20 @@ pub struct Concurrency {
 #[derive(Debug)]
 pub struct Permit {
     function: Arc<FunctionCounter>,
-    pool: Option<Arc<AtomicU32>>,
+    pool: Option<Arc<Pool>>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.function.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.function.waiting.load(Ordering::Acquire) > 0 {
+            self.function.released.notify_waiters();
+        }
         if let Some(pool) = &self.pool {
-            pool.fetch_sub(1, Ordering::AcqRel);
+            pool.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if pool.waiting.load(Ordering::Acquire) > 0 {
+                pool.released.notify_waiters();
+            }
         }
     }
 }
@@ -86,7 +125,8 @@ impl Concurrency {
         }
         Self {
             account_limit,
-            unreserved_in_flight: Arc::new(AtomicU32::new(0)),
+            unreserved: Arc::default(),
+            default_wait_ms: AtomicU32::new(0),
             reserved_total: AtomicU32::new(total),
             functions: RwLock::new(functions),
         }
@@ -119,9 +159,9 @@ impl Concurrency {
             });
         }
         let limit = self.unreserved_limit();
-        let pool = self.unreserved_in_flight.clone();
-        if pool.fetch_add(1, Ordering::AcqRel) >= limit {
-            pool.fetch_sub(1, Ordering::AcqRel);
+        let pool = self.unreserved.clone();
+        if pool.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
+            pool.in_flight.fetch_sub(1, Ordering::AcqRel);
             function.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(Throttle::Account { limit });
         }
@@ -129,6 +169,106 @@ impl Concurrency {
             function,
             pool: Some(pool),
         })
+    }
+
+    /// The admission wait of `name`: its own, or the account default.
+    pub fn max_wait(&self, name: &FunctionName) -> Duration {
+        let own = self
+            .functions
+            .read()
+            .get(name)
+            .map_or(NO_WAIT_SET, |c| c.max_wait_ms.load(Ordering::Relaxed));
+        let ms = if own == NO_WAIT_SET {
+            self.default_wait_ms.load(Ordering::Relaxed)
+        } else {
+            own
+        };
+        Duration::from_millis(u64::from(ms))
+    }
+
+    /// `name`'s own admission wait, if it has one.
+    pub fn own_max_wait(&self, name: &FunctionName) -> Option<Duration> {
+        let own = self
+            .functions
+            .read()
+            .get(name)
+            .map_or(NO_WAIT_SET, |c| c.max_wait_ms.load(Ordering::Relaxed));
+        (own != NO_WAIT_SET).then(|| Duration::from_millis(u64::from(own)))
+    }
+
+    /// Sets (or with `None` clears) `name`'s own admission wait.
+    pub fn set_max_wait(&self, name: &FunctionName, wait: Option<Duration>) {
+        let ms = wait.map_or(NO_WAIT_SET, |w| {
+            u32::try_from(w.as_millis()).unwrap_or(NO_WAIT_SET - 1)
+        });
+        self.counter(name).max_wait_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets the admission wait of functions without one of their own.
+    pub fn set_default_wait(&self, wait: Duration) {
+        let ms = u32::try_from(wait.as_millis()).unwrap_or(NO_WAIT_SET - 1);
+        self.default_wait_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Takes a slot for one call of `name`, waiting up to the function's admission wait, in
+    /// arrival order, when a limit is reached; the limit's error if none frees in time.
+    pub async fn acquire_waiting(&self, name: &FunctionName) -> Result<Permit, Throttle> {
+        let function = self.counter(name);
+        // Nobody waits: the fast path. Someone waits: a new call lines up behind them.
+        if function.waiting.load(Ordering::Acquire) == 0 {
+            match self.acquire(name) {
+                Ok(p) => return Ok(p),
+                Err(t) if self.max_wait(name).is_zero() => return Err(t),
+                Err(_) => {}
+            }
+        }
+        let wait = self.max_wait(name);
+        if wait.is_zero() {
+            return self.acquire(name);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        function.waiting.fetch_add(1, Ordering::AcqRel);
+        let pool = self.unreserved.clone();
+        pool.waiting.fetch_add(1, Ordering::AcqRel);
+        let result = self.wait_in_line(name, &function, &pool, deadline).await;
+        pool.waiting.fetch_sub(1, Ordering::AcqRel);
+        function.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn wait_in_line(
+        &self,
+        name: &FunctionName,
+        function: &FunctionCounter,
+        pool: &Pool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Permit, Throttle> {
+        let Ok(_head) = tokio::time::timeout_at(deadline, function.line.lock()).await else {
+            return self.acquire(name);
+        };
+        loop {
+            // Listen before trying, so a slot released in between is not missed.
+            let mine = function.released.notified();
+            let shared = pool.released.notified();
+            tokio::pin!(mine, shared);
+            mine.as_mut().enable();
+            shared.as_mut().enable();
+            match self.acquire(name) {
+                Ok(p) => return Ok(p),
+                Err(t) => {
+                    let woken = tokio::time::timeout_at(deadline, async {
+                        tokio::select! {
+                            () = &mut mine => {}
+                            () = &mut shared => {}
+                        }
+                    })
+                    .await;
+                    if woken.is_err() {
+                        return self.acquire(name).map_err(|_| t);
+                    }
+                }
+            }
+        }
     }
 
     /// Checks that reserving `asked` for `name` leaves the minimum unreserved.
@@ -171,6 +311,7 @@ impl Concurrency {
     /// Forgets a deleted function's reservation.
     pub fn forget(&self, name: &FunctionName) {
         self.set_reservation(name, None);
+        self.set_max_wait(name, None);
     }
 
     /// `name`'s reservation.
@@ -261,6 +402,56 @@ mod tests {
         assert!(c.acquire(&name("off")).is_err());
         c.set_reservation(&name("off"), None);
         assert!(c.acquire(&name("off")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn waiting_calls_get_released_slots_in_arrival_order() {
+        let c = Arc::new(Concurrency::new(1000, [(name("q"), 1)]));
+        c.set_max_wait(&name("q"), Some(Duration::from_secs(30)));
+        let held = c.acquire(&name("q")).expect("slot");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..3 {
+            let (c2, tx) = (c.clone(), tx.clone());
+            tokio::spawn(async move {
+                let permit = c2.acquire_waiting(&name("q")).await.expect("waited");
+                tx.send(i).expect("send");
+                // Hold the slot briefly so the next waiter really has to wait for it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(permit);
+            });
+            // Let each waiter take its place in the line before the next arrives.
+            while c.counter(&name("q")).waiting.load(Ordering::Acquire) < i + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        let order: Vec<u32> = vec![
+            rx.recv().await.expect("first"),
+            rx.recv().await.expect("second"),
+            rx.recv().await.expect("third"),
+        ];
+        assert_eq!(order, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_runs_out_is_throttled_and_no_wait_is_instant() {
+        let c = Concurrency::new(1000, [(name("q"), 1)]);
+        let _held = c.acquire(&name("q")).expect("slot");
+        assert_eq!(
+            c.acquire_waiting(&name("q")).await.err(),
+            Some(Throttle::Reserved { limit: 1 }),
+            "no wait configured: refused at once"
+        );
+        c.set_default_wait(Duration::from_millis(30));
+        assert_eq!(c.max_wait(&name("q")), Duration::from_millis(30));
+        assert!(c.acquire_waiting(&name("q")).await.is_err());
+        assert_eq!(c.counter(&name("q")).waiting.load(Ordering::Acquire), 0);
+        c.set_max_wait(&name("q"), Some(Duration::ZERO));
+        assert_eq!(
+            c.max_wait(&name("q")),
+            Duration::ZERO,
+            "its own setting wins"
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub use lambent_store::events::{
 pub use lambent_wasm::DEFAULT_MAX_INSTANCES;
 pub use lambent_wasm::{BodyError, InvokeError, ResponseBody};
 pub use platform::{
-    ControlError, InvokeFailure, InvokeOptions, Platform, PlatformConfig, PlatformStats, Served,
+    ControlError, InvokeFailure, InvokeOptions, MAX_ADMISSION_WAIT, Platform, PlatformConfig,
+    PlatformStats, Served,
 };
 pub use queues::{MAX_SEND_BATCH, QueueSpec, Redriven, TriggerSpec};
 pub use routing::{AccountSettings, AliasUpdate};

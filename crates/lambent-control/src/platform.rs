@@ -145,6 +145,8 @@ pub struct PlatformConfig {
     pub region: String,
     /// Concurrent executions the account may have at once.
     pub account_concurrency: u32,
+    /// How long a refused call may wait for a slot, for functions without their own setting.
+    pub admission_wait: Duration,
     /// The operator's admin key (`LAMBENT_ACCESS_KEY_ID`, `LAMBENT_SECRET_ACCESS_KEY`).
     pub initial_key: Option<(String, String)>,
     /// How asynchronous invocations run.
@@ -267,6 +269,9 @@ pub struct Platform {
 /// A function URL configuration's key: the function, and the alias for an alias's URL.
 pub(crate) type UrlKey = (FunctionName, Option<AliasName>);
 
+/// The longest a call may wait for a concurrency slot.
+pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(60);
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -315,6 +320,13 @@ impl Platform {
                 reservations.push((name, reserved));
             }
         }
+        let concurrency = Concurrency::new(config.account_concurrency, reservations);
+        concurrency.set_default_wait(config.admission_wait.min(MAX_ADMISSION_WAIT));
+        for (name, ms) in metadata.admission_waits()? {
+            if let Ok(name) = FunctionName::new(&name) {
+                concurrency.set_max_wait(&name, Some(Duration::from_millis(u64::from(ms))));
+            }
+        }
         let urls = metadata
             .urls()?
             .into_iter()
@@ -323,7 +335,7 @@ impl Platform {
         Ok(Self {
             keys,
             bootstrap,
-            concurrency: Concurrency::new(config.account_concurrency, reservations),
+            concurrency,
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
@@ -861,7 +873,7 @@ impl Platform {
         };
         let qualifier = self.route(name, selector).map_err(refused)?;
         let resolved = self.resolve(name, qualifier).map_err(refused)?;
-        let permit = self.concurrency.acquire(name).map_err(|t| {
+        let permit = self.concurrency.acquire_waiting(name).await.map_err(|t| {
             self.throttles.fetch_add(1, Ordering::Relaxed);
             self.recorder.meter().throttle(
                 DEFAULT_TENANT,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambent_core::limits::{MAX_CODE_BYTES, MAX_UNZIPPED_CODE_BYTES};
 use lambent_core::{
@@ -13,7 +14,7 @@ use lambent_store::AccountUsage;
 use lambent_store::metadata::now_rfc3339;
 
 use crate::auth::{Bootstrap, KeyRing};
-use crate::platform::{ControlError, Platform, new_id};
+use crate::platform::{ControlError, MAX_ADMISSION_WAIT, Platform, new_id};
 
 /// What a caller may change on an alias; absent fields stay.
 #[derive(Debug, Clone, Default)]
@@ -237,6 +238,48 @@ impl Platform {
         self.get(name, Qualifier::Latest)?;
         self.metadata.delete_reserved_concurrency(name)?;
         self.concurrency.set_reservation(name, None);
+        Ok(())
+    }
+
+    /// Lets refused calls of a function wait up to `max_wait` for a slot, first come first
+    /// served, instead of getting a 429 at once.
+    pub async fn put_admission_wait(
+        &self,
+        name: &FunctionName,
+        max_wait: Duration,
+    ) -> Result<Duration, ControlError> {
+        if max_wait > MAX_ADMISSION_WAIT {
+            return Err(ControlError::Invalid(format!(
+                "maxWaitMs must be 0 to {} ms; a longer wait belongs in an asynchronous invocation",
+                MAX_ADMISSION_WAIT.as_millis()
+            )));
+        }
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        let ms = u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX);
+        self.metadata.put_admission_wait(name, ms)?;
+        self.concurrency.set_max_wait(name, Some(max_wait));
+        Ok(max_wait)
+    }
+
+    /// A function's admission wait: its own if set, and the one that applies.
+    pub fn admission_wait(
+        &self,
+        name: &FunctionName,
+    ) -> Result<(Option<Duration>, Duration), ControlError> {
+        self.get(name, Qualifier::Latest)?;
+        Ok((
+            self.concurrency.own_max_wait(name),
+            self.concurrency.max_wait(name),
+        ))
+    }
+
+    /// Removes a function's own admission wait (the account default applies again).
+    pub async fn delete_admission_wait(&self, name: &FunctionName) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        self.metadata.delete_admission_wait(name)?;
+        self.concurrency.set_max_wait(name, None);
         Ok(())
     }
 

@@ -140,6 +140,10 @@ CREATE TABLE IF NOT EXISTS function_concurrency (
     function      TEXT    PRIMARY KEY,
     reserved      INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS function_admission (
+    function      TEXT    PRIMARY KEY,
+    max_wait_ms   INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS function_urls (
     function      TEXT    NOT NULL,
     alias         TEXT    NOT NULL,          -- '' for the unqualified function
@@ -526,6 +530,7 @@ impl MetadataStore {
             "DELETE FROM aliases WHERE function = ?1",
             "DELETE FROM function_urls WHERE function = ?1",
             "DELETE FROM function_concurrency WHERE function = ?1",
+            "DELETE FROM function_admission WHERE function = ?1",
         ] {
             tx.execute(table, [name.as_str()])?;
         }

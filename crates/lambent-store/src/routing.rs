@@ -355,6 +355,43 @@ impl MetadataStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    // ----- admission queueing -----------------------------------------------------------
+
+    /// Sets how long a refused call of `function` may wait for a slot.
+    pub fn put_admission_wait(
+        &self,
+        function: &FunctionName,
+        max_wait_ms: u32,
+    ) -> Result<(), MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        function_exists(&tx, function)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO function_admission (function, max_wait_ms) VALUES (?1, ?2)",
+            params![function.as_str(), max_wait_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a function's own admission wait; true if there was one.
+    pub fn delete_admission_wait(&self, function: &FunctionName) -> Result<bool, MetadataError> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM function_admission WHERE function = ?1",
+            [function.as_str()],
+        )? > 0)
+    }
+
+    /// Every function's own admission wait, in ms.
+    pub fn admission_waits(&self) -> Result<BTreeMap<String, u32>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT function, max_wait_ms FROM function_admission")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     // ----- function URLs ----------------------------------------------------------------
 
     /// Stores a function URL configuration; `replace` says whether one may exist already (an

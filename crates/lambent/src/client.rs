@@ -762,9 +762,12 @@ pub async fn run(
             name,
             reserved,
             clear,
+            wait,
+            clear_wait,
         } => {
             let url = api.url(&format!("/v1/functions/{name}/concurrency"));
-            let v = match (reserved, clear) {
+            let admission = api.url(&format!("/v1/functions/{name}/admission"));
+            let mut v = match (reserved, clear) {
                 (Some(n), _) => {
                     api.json(
                         api.http
@@ -779,12 +782,38 @@ pub async fn run(
                 }
                 (None, false) => api.json(api.http.get(url)).await?,
             };
+            let a = match (wait, clear_wait) {
+                (Some(ms), _) => {
+                    api.json(
+                        api.http
+                            .put(admission)
+                            .json(&serde_json::json!({ "maxWaitMs": ms })),
+                    )
+                    .await?
+                }
+                (None, true) => {
+                    api.json(api.http.delete(admission.clone())).await?;
+                    api.json(api.http.get(admission)).await?
+                }
+                (None, false) => api.json(api.http.get(admission)).await?,
+            };
+            v["admission"] = a.clone();
             if json {
                 return print_json(&v);
             }
             match v.get("reserved").and_then(Value::as_u64) {
                 Some(n) => println!("{name}: {n} reserved concurrent executions"),
                 None => println!("{name}: no reservation (shares the account's unreserved pool)"),
+            }
+            let effective = a["effectiveMaxWaitMs"].as_u64().unwrap_or(0);
+            match (a["maxWaitMs"].as_u64(), effective) {
+                (_, 0) => println!("{name}: calls over the limit get 429 at once"),
+                (Some(ms), _) => {
+                    println!("{name}: calls over the limit wait up to {ms} ms for a slot")
+                }
+                (None, ms) => println!(
+                    "{name}: calls over the limit wait up to {ms} ms for a slot (the server's default)"
+                ),
             }
             Ok(())
         }

@@ -146,6 +146,13 @@ enum Command {
         /// Give the reservation back to the shared pool.
         #[arg(long, conflicts_with = "reserved")]
         clear: bool,
+        /// Let a call refused by a limit wait up to MS milliseconds for a slot (first come,
+        /// first served) before its 429; 0 refuses at once.
+        #[arg(long, value_name = "MS")]
+        wait: Option<u32>,
+        /// Drop the function's own wait (the server's --admission-wait-ms applies).
+        #[arg(long, conflicts_with = "wait")]
+        clear_wait: bool,
     },
     /// Manage access keys (SigV4 signing keys and bearer tokens).
     Keys {

@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// Concurrent executions the account may have at once (reservations are carved out of it).
     #[arg(long, default_value_t = lambent_core::limits::DEFAULT_ACCOUNT_CONCURRENCY)]
     account_concurrency: u32,
+    /// Milliseconds a call refused by a concurrency limit may wait for a slot (first come, first
+    /// served) before its 429, for functions without their own setting (`lambent concurrency
+    /// NAME --wait MS`). At most 60000.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    admission_wait_ms: u32,
     /// Seconds before the first retry of a failed asynchronous event; the second waits twice as
     /// long (both with jitter). Lambda waits about a minute.
     #[arg(long, default_value_t = 60.0)]
@@ -255,6 +260,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_sandboxes: args.max_sandboxes,
             region: args.region.clone(),
             account_concurrency: args.account_concurrency,
+            admission_wait: std::time::Duration::from_millis(u64::from(args.admission_wait_ms)),
             initial_key,
             events: EventsConfig {
                 retry_base: std::time::Duration::try_from_secs_f64(args.event_retry_delay)

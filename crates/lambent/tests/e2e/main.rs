@@ -13,3 +13,4 @@ mod functions;
 mod lifecycle;
 mod metering;
 mod sandbox;
+mod scaling;
