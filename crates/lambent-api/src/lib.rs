@@ -235,6 +235,9 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
          # HELP lambent_sandboxes_reaped_total Idle sandboxes stopped after their keep-alive.\n\
          # TYPE lambent_sandboxes_reaped_total counter\n\
          lambent_sandboxes_reaped_total {}\n\
+         # HELP lambent_sandboxes_prewarmed_total Sandboxes started ahead of an expected call (adaptive keep-alive).\n\
+         # TYPE lambent_sandboxes_prewarmed_total counter\n\
+         lambent_sandboxes_prewarmed_total {}\n\
          # HELP lambent_sandboxes Process sandboxes alive now.\n\
          # TYPE lambent_sandboxes gauge\n\
          lambent_sandboxes {}\n\
@@ -280,6 +283,7 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         u8::from(s.pooling),
         s.sandboxes.started,
         s.sandboxes.reaped,
+        s.sandboxes.prewarmed,
         s.sandboxes.live,
         s.sandboxes.idle,
         s.throttles,

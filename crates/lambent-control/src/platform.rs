@@ -31,6 +31,7 @@ use tokio::sync::OnceCell;
 use crate::auth::{Bootstrap, KeyError, KeyRing};
 use crate::concurrency::{Concurrency, Permit};
 use crate::events::{EventStats, Events, EventsConfig};
+use crate::keepalive::{KeepAlive, KeepAlivePolicy};
 use crate::meter::{FunctionMetrics, Sample};
 use crate::recorder::InvocationRecorder;
 
@@ -137,8 +138,11 @@ pub struct PlatformConfig {
     pub max_instances: u32,
     /// The `lambent` binary, started as the sandbox helper; `None` disables process runtimes.
     pub sandbox_helper: Option<PathBuf>,
-    /// Idle time before a warm sandbox is stopped.
+    /// Idle time before a warm sandbox is stopped (the fixed policy, and the adaptive one's
+    /// fallback).
     pub keep_alive: Duration,
+    /// Fixed or adaptive keep-alive for process-tier instances.
+    pub adaptive_keep_alive: bool,
     /// Sandboxes that may exist at once.
     pub max_sandboxes: usize,
     /// The region name in ARNs and `AWS_REGION`, and the one requests must be signed for.
@@ -302,6 +306,13 @@ impl Platform {
                 helper: helper.clone(),
                 keep_alive: config.keep_alive,
                 max_sandboxes: config.max_sandboxes,
+                advisor: Some(Arc::new(KeepAlive::new(if config.adaptive_keep_alive {
+                    KeepAlivePolicy::Adaptive {
+                        fallback: config.keep_alive,
+                    }
+                } else {
+                    KeepAlivePolicy::Fixed(config.keep_alive)
+                }))),
             })
             .map_err(|e| e.to_string()),
         };

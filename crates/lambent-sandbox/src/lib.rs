@@ -80,10 +80,30 @@ pub struct SandboxConfig {
     pub data_dir: PathBuf,
     /// The `lambent` binary, started with [`HELPER_ARG`] to build each sandbox.
     pub helper: PathBuf,
-    /// Idle time before a warm instance is stopped.
+    /// Idle time before a warm instance is stopped, for functions the advisor says nothing of.
     pub keep_alive: Duration,
     /// Sandboxes that may exist at once.
     pub max_sandboxes: usize,
+    /// Decides per function how long an idle instance stays and when one is started again
+    /// ahead of a call; without one every function gets `keep_alive`.
+    pub advisor: Option<Arc<dyn KeepAliveAdvisor>>,
+}
+
+/// Keep-alive decisions per function (the control plane's policy).
+pub trait KeepAliveAdvisor: Send + Sync + std::fmt::Debug {
+    /// `function` was idle for `idle` (from the end of its last call) before a call.
+    fn observe_idle(&self, function: &str, idle: Duration);
+    /// After a call of `function`: unload its instance and start one again after the first
+    /// duration (zero: keep it loaded), then keep it warm for the second.
+    fn windows(&self, function: &str) -> (Duration, Duration);
+}
+
+/// An instance to start again ahead of an expected call (a pre-warm).
+struct Prewarm {
+    at: Instant,
+    keep: Duration,
+    epoch: u64,
+    spec: Arc<FunctionSpec>,
 }
 
 /// What to run: one version of a function, as the executor needs it.
@@ -173,6 +193,8 @@ pub struct SandboxStats {
     pub started: u64,
     /// Sandboxes stopped after their keep-alive.
     pub reaped: u64,
+    /// Sandboxes started ahead of an expected call by the keep-alive policy.
+    pub prewarmed: u64,
     /// Sandboxes alive now.
     pub live: u64,
     /// Of those, idle and warm.
@@ -182,6 +204,8 @@ pub struct SandboxStats {
 struct Pooled {
     instance: Instance,
     last_used: Instant,
+    /// When the keep-alive policy lets it go.
+    expires: Instant,
     _slot: Slot,
 }
 
@@ -202,6 +226,10 @@ struct Pools {
     idle: HashMap<String, HashMap<VersionKey, Vec<Pooled>>>,
     /// Bumped when a function's instances are retired, so busy ones are not put back.
     epochs: HashMap<String, u64>,
+    /// When each function's last call ended (for its idle-time history).
+    last_end: HashMap<String, Instant>,
+    /// Pre-warms due, at most one per version.
+    prewarms: HashMap<(String, VersionKey), Prewarm>,
 }
 
 struct Inner {
@@ -217,6 +245,7 @@ struct Inner {
     live: Arc<AtomicUsize>,
     started: AtomicU64,
     reaped: AtomicU64,
+    prewarmed: AtomicU64,
     reaper_running: AtomicBool,
 }
 
@@ -298,6 +327,7 @@ impl ProcessExecutor {
                 live: Arc::new(AtomicUsize::new(0)),
                 started: AtomicU64::new(0),
                 reaped: AtomicU64::new(0),
+                prewarmed: AtomicU64::new(0),
                 reaper_running: AtomicBool::new(false),
             }),
         })
@@ -361,6 +391,7 @@ impl ProcessExecutor {
         SandboxStats {
             started: self.inner.started.load(Ordering::Relaxed),
             reaped: self.inner.reaped.load(Ordering::Relaxed),
+            prewarmed: self.inner.prewarmed.load(Ordering::Relaxed),
             live: self.inner.live.load(Ordering::Relaxed) as u64,
             idle: idle as u64,
         }
@@ -373,6 +404,11 @@ impl ProcessExecutor {
         let dropped = {
             let mut pools = self.inner.pools.lock();
             *pools.epochs.entry(function.to_owned()).or_default() += 1;
+            // Pre-warms made before the bump would be refused anyway.
+            pools.prewarms.retain(|(f, _), _| f != function);
+            if version.is_none() {
+                pools.last_end.remove(function);
+            }
             match (pools.idle.get_mut(function), version) {
                 (Some(versions), Some(v)) => {
                     let keys: Vec<VersionKey> = versions
@@ -410,22 +446,39 @@ impl ProcessExecutor {
         }
         let weak = Arc::downgrade(&self.inner);
         let keep_alive = self.inner.config.keep_alive;
-        let tick = (keep_alive / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let tick = (keep_alive / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
             loop {
                 interval.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let now = Instant::now();
+                let due: Vec<Prewarm> = {
+                    let mut pools = inner.pools.lock();
+                    let keys: Vec<_> = pools
+                        .prewarms
+                        .iter()
+                        .filter(|(_, p)| p.at <= now)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    keys.iter()
+                        .filter_map(|k| pools.prewarms.remove(k))
+                        .collect()
+                };
+                for p in due {
+                    let executor = ProcessExecutor {
+                        inner: inner.clone(),
+                    };
+                    tokio::spawn(async move { executor.prewarm(p).await });
+                }
                 let expired: Vec<Pooled> = {
                     let mut pools = inner.pools.lock();
                     let mut out = Vec::new();
                     for versions in pools.idle.values_mut() {
                         for list in versions.values_mut() {
-                            let (old, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|p| {
-                                now.duration_since(p.last_used) >= keep_alive
-                                    || p.instance.is_dead()
-                            });
+                            let (old, keep): (Vec<_>, Vec<_>) = list
+                                .drain(..)
+                                .partition(|p| now >= p.expires || p.instance.is_dead());
                             *list = keep;
                             out.extend(old);
                         }
@@ -512,14 +565,21 @@ impl ProcessExecutor {
         input: InvokeInput,
     ) -> Result<InvokeOutput, InvokeFailure> {
         self.ensure_reaper();
-        let epoch = self
-            .inner
-            .pools
-            .lock()
-            .epochs
-            .get(&spec.function)
-            .copied()
-            .unwrap_or(0);
+        let (epoch, idle) = {
+            let mut pools = self.inner.pools.lock();
+            // A call makes any pre-warm of its version moot.
+            pools.prewarms.remove(&(
+                spec.function.clone(),
+                (spec.version.clone(), spec.revision.clone()),
+            ));
+            (
+                pools.epochs.get(&spec.function).copied().unwrap_or(0),
+                pools.last_end.get(&spec.function).map(Instant::elapsed),
+            )
+        };
+        if let (Some(advisor), Some(idle)) = (&self.inner.config.advisor, idle) {
+            advisor.observe_idle(&spec.function, idle);
+        }
         let (mut pooled, cold_start, init, mut log) = match self.take_idle(spec) {
             Some(p) => (p, false, Duration::ZERO, String::new()),
             None => {
@@ -547,6 +607,7 @@ impl ProcessExecutor {
                             Pooled {
                                 instance,
                                 last_used: Instant::now(),
+                                expires: Instant::now() + self.inner.config.keep_alive,
                                 _slot: slot,
                             },
                             true,
@@ -622,21 +683,113 @@ impl ProcessExecutor {
         }
     }
 
-    fn put_back(&self, spec: &FunctionSpec, epoch: u64, pooled: Pooled) {
+    /// The keep-alive windows of `function`: (pre-warm after, then keep for).
+    fn windows(&self, function: &str) -> (Duration, Duration) {
+        match &self.inner.config.advisor {
+            Some(a) => a.windows(function),
+            None => (Duration::ZERO, self.inner.config.keep_alive),
+        }
+    }
+
+    fn put_back(&self, spec: &FunctionSpec, epoch: u64, mut pooled: Pooled) {
+        let (prewarm, keep) = self.windows(&spec.function);
+        let now = Instant::now();
         let mut pools = self.inner.pools.lock();
+        pools.last_end.insert(spec.function.clone(), now);
         let current = pools.epochs.get(&spec.function).copied().unwrap_or(0);
         if current != epoch || pooled.instance.is_dead() {
             drop(pools);
             drop(pooled);
             return;
         }
+        let key = (spec.version.clone(), spec.revision.clone());
+        if !prewarm.is_zero() {
+            // The next call is not expected before `prewarm`: free the memory now and start
+            // an instance again just before then.
+            pools.prewarms.insert(
+                (spec.function.clone(), key),
+                Prewarm {
+                    at: now + prewarm,
+                    keep,
+                    epoch,
+                    spec: Arc::new(spec.clone()),
+                },
+            );
+            drop(pools);
+            drop(pooled);
+            return;
+        }
+        pooled.expires = now + keep;
         pools
             .idle
             .entry(spec.function.clone())
             .or_default()
-            .entry((spec.version.clone(), spec.revision.clone()))
+            .entry(key)
             .or_default()
             .push(pooled);
+    }
+
+    /// Starts an instance ahead of an expected call and keeps it warm for its window.
+    async fn prewarm(&self, p: Prewarm) {
+        let spec = &p.spec;
+        let current = self
+            .inner
+            .pools
+            .lock()
+            .epochs
+            .get(&spec.function)
+            .copied()
+            .unwrap_or(0);
+        if current != p.epoch {
+            return;
+        }
+        // A pre-warm never evicts another function's instance: it only uses free room.
+        let live = self.inner.live.load(Ordering::Acquire);
+        if live >= self.inner.config.max_sandboxes
+            || self
+                .inner
+                .live
+                .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let slot = Slot(self.inner.live.clone());
+        let launch = Launch {
+            helper: &self.inner.config.helper,
+            cgroups: &self.inner.cgroups,
+            os: self.inner.os.clone(),
+            runtime_dir: &self.inner.runtime_dir,
+            root_dir: &self.inner.root_dir,
+            python: &self.inner.python,
+            node: self.inner.node.as_deref(),
+        };
+        match Instance::start(launch, spec).await {
+            Ok((instance, _init)) => {
+                self.inner.started.fetch_add(1, Ordering::Relaxed);
+                self.inner.prewarmed.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                let pooled = Pooled {
+                    instance,
+                    last_used: now,
+                    expires: now + p.keep,
+                    _slot: slot,
+                };
+                let mut pools = self.inner.pools.lock();
+                if pools.epochs.get(&spec.function).copied().unwrap_or(0) == p.epoch {
+                    pools
+                        .idle
+                        .entry(spec.function.clone())
+                        .or_default()
+                        .entry((spec.version.clone(), spec.revision.clone()))
+                        .or_default()
+                        .push(pooled);
+                }
+            }
+            Err((e, _)) => {
+                tracing::warn!(function = %spec.function, "pre-warm failed: {e:?}");
+            }
+        }
     }
 }
 

@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// Seconds a warm sandbox (process runtimes) stays idle before it is stopped.
     #[arg(long, default_value_t = DEFAULT_KEEP_ALIVE.as_secs_f64())]
     keep_alive: f64,
+    /// How long idle instances stay warm: `fixed` (--keep-alive after every call) or
+    /// `adaptive` (Azure's hybrid histogram policy: learns each function's idle times, unloads
+    /// its instance and starts it again just before the next call is expected, keeps it just
+    /// long enough; --keep-alive until it has enough history).
+    #[arg(long, default_value = "fixed", value_parser = ["fixed", "adaptive"])]
+    keep_alive_policy: String,
     /// How many process sandboxes may exist at once, busy or idle.
     #[arg(long, default_value_t = DEFAULT_MAX_SANDBOXES)]
     max_sandboxes: usize,
@@ -257,6 +263,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             keep_alive: std::time::Duration::try_from_secs_f64(args.keep_alive)
                 .context("--keep-alive must be a non-negative number of seconds")?,
+            adaptive_keep_alive: args.keep_alive_policy == "adaptive",
             max_sandboxes: args.max_sandboxes,
             region: args.region.clone(),
             account_concurrency: args.account_concurrency,

@@ -127,3 +127,32 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
         .expect("json");
     assert_eq!(v, json!({"maxWaitMs": null, "effectiveMaxWaitMs": 0}));
 }
+
+#[tokio::test]
+async fn the_adaptive_keep_alive_learns_to_keep_a_busy_function_warm() {
+    // A one-second fixed keep-alive would stop the instance between the two bursts below; the
+    // adaptive policy learns from the first burst that this function's calls come close
+    // together (all idle times in the first minute) and keeps its instance for that minute.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        &["--keep-alive", "1", "--keep-alive-policy", "adaptive"],
+    )
+    .await;
+    let _code = deploy_sleeper(&server, "busy");
+    for _ in 0..12 {
+        let answers = burst(&server, "busy", 1, 0.0).await;
+        assert_eq!(answers[0].0, 200);
+    }
+    assert_eq!(server.metric("lambent_sandboxes_started_total").await, 1);
+    // Three seconds idle: longer than the fallback keep-alive and its reaper's tick.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answers = burst(&server, "busy", 1, 0.0).await;
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(
+        server.metric("lambent_sandboxes_started_total").await,
+        1,
+        "the instance was kept warm"
+    );
+    assert_eq!(server.metric("lambent_sandboxes_reaped_total").await, 0);
+}
