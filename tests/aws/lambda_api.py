@@ -435,6 +435,38 @@ class LambdaApi(unittest.TestCase):
         self.assertEqual(r["StatusCode"], 200)
         l.delete_function(FunctionName="narrow")
 
+    def test_provisioned_concurrency(self):
+        l = self.l
+        self.create("kept")
+        with self.assertRaises(ClientError) as e:
+            l.put_provisioned_concurrency_config(
+                FunctionName="kept", Qualifier="$LATEST", ProvisionedConcurrentExecutions=1)
+        self.assertEqual(error_code(e.exception), "InvalidParameterValueException")
+        l.publish_version(FunctionName="kept")
+        put = l.put_provisioned_concurrency_config(
+            FunctionName="kept", Qualifier="1", ProvisionedConcurrentExecutions=1)
+        self.assertEqual(put["RequestedProvisionedConcurrentExecutions"], 1)
+        self.assertIn(put["Status"], ("IN_PROGRESS", "READY"))
+        deadline = time.time() + 30
+        while True:
+            got = l.get_provisioned_concurrency_config(FunctionName="kept", Qualifier="1")
+            if got["Status"] == "READY":
+                break
+            self.assertLess(time.time(), deadline, got)
+            time.sleep(0.1)
+        self.assertEqual(got["AllocatedProvisionedConcurrentExecutions"], 1)
+        listed = l.list_provisioned_concurrency_configs(
+            FunctionName="kept")["ProvisionedConcurrencyConfigs"]
+        self.assertEqual([c["FunctionArn"] for c in listed],
+                         [f"arn:aws:lambda:{REGION}:000000000000:function:kept:1"])
+        # The provisioned instance serves the first call of the version.
+        r, _ = self.invoke("kept:1", {})
+        self.assertEqual(r["StatusCode"], 200)
+        l.delete_provisioned_concurrency_config(FunctionName="kept", Qualifier="1")
+        with self.assertRaises(l.exceptions.ProvisionedConcurrencyConfigNotFoundException):
+            l.get_provisioned_concurrency_config(FunctionName="kept", Qualifier="1")
+        l.delete_function(FunctionName="kept")
+
     def test_listing_pages(self):
         l = self.l
         names = [f"page-{i}" for i in range(5)]

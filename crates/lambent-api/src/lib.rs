@@ -94,6 +94,12 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .delete(routing::delete_concurrency),
         )
         .route(
+            "/v1/functions/{name}/provisioned",
+            put(routing::put_provisioned)
+                .get(routing::get_provisioned)
+                .delete(routing::delete_provisioned),
+        )
+        .route(
             "/v1/functions/{name}/admission",
             put(routing::put_admission)
                 .get(routing::get_admission)

@@ -185,3 +185,88 @@ pub async fn delete_admission(
     p.delete_admission_wait(&name(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionedParams {
+    qualifier: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutProvisioned {
+    provisioned: u32,
+}
+
+fn provisioned_json(c: &lambent_control::ProvisionedConfig) -> serde_json::Value {
+    serde_json::json!({
+        "qualifier": c.qualifier,
+        "requested": c.requested,
+        "allocated": c.allocated,
+        "status": c.status(),
+        "lastModified": c.last_modified,
+    })
+}
+
+fn provisioned_qualifier(q: Option<String>) -> Result<String, ApiError> {
+    q.ok_or_else(|| {
+        ApiError::from(lambent_control::ControlError::Invalid(
+            "give ?qualifier=VERSION or ?qualifier=ALIAS: provisioned concurrency applies to a published version or an alias".into(),
+        ))
+    })
+}
+
+/// `PUT /v1/functions/{name}/provisioned?qualifier=Q` `{"provisioned": N}`: keep N instances
+/// of a version or alias initialised ahead of calls.
+pub async fn put_provisioned(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ProvisionedParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let qualifier = provisioned_qualifier(q.qualifier)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PutProvisioned = parse_json(&bytes)?;
+    let c = p
+        .put_provisioned(&fname, &qualifier, req.provisioned)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(provisioned_json(&c))).into_response())
+}
+
+/// `GET /v1/functions/{name}/provisioned[?qualifier=Q]`: one configuration with its progress
+/// (`allocated`, `status` READY or IN_PROGRESS), or all of the function's.
+pub async fn get_provisioned(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ProvisionedParams>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    match q.qualifier {
+        Some(qualifier) => {
+            let c = p.provisioned_config(&fname, &qualifier)?;
+            Ok(Json(provisioned_json(&c)).into_response())
+        }
+        None => {
+            let all: Vec<_> = p
+                .provisioned_configs(&fname)?
+                .iter()
+                .map(provisioned_json)
+                .collect();
+            Ok(Json(serde_json::json!({ "provisioned": all })).into_response())
+        }
+    }
+}
+
+/// `DELETE /v1/functions/{name}/provisioned?qualifier=Q`: stop keeping instances ahead.
+pub async fn delete_provisioned(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ProvisionedParams>,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let qualifier = provisioned_qualifier(q.qualifier)?;
+    p.delete_provisioned(&fname, &qualifier).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

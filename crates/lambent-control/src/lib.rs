@@ -14,6 +14,7 @@ mod events;
 pub mod keepalive;
 pub mod meter;
 mod platform;
+mod provisioned;
 mod queues;
 pub mod recorder;
 mod routing;
@@ -32,6 +33,7 @@ pub use platform::{
     ControlError, InvokeFailure, InvokeOptions, MAX_ADMISSION_WAIT, Platform, PlatformConfig,
     PlatformStats, Served,
 };
+pub use provisioned::ProvisionedConfig;
 pub use queues::{MAX_SEND_BATCH, QueueSpec, Redriven, TriggerSpec};
 pub use routing::{AccountSettings, AliasUpdate};
 pub use schedules::{MAX_SCHEDULE_INPUT_BYTES, ScheduleSpec};

@@ -230,15 +230,15 @@ pub struct PlatformStats {
 
 /// A resolved version in the invocation path's cache.
 #[derive(Debug)]
-struct ResolvedVersion {
-    version: FunctionVersion,
+pub(crate) struct ResolvedVersion {
+    pub(crate) version: FunctionVersion,
     started: AtomicBool,
     spec: std::sync::OnceLock<Arc<FunctionSpec>>,
 }
 
 /// Code ready to run: compiled wasm, or an unpacked package for the process executor.
 #[derive(Debug, Clone)]
-enum LoadedCode {
+pub(crate) enum LoadedCode {
     Wasm(PreparedCode),
     Package(PathBuf),
 }
@@ -252,6 +252,7 @@ pub struct Platform {
     code: CodeStore,
     engine: Arc<WasmEngine>,
     sandbox: Result<ProcessExecutor, String>,
+    max_sandboxes: usize,
     pub(crate) region: String,
     pub(crate) data_dir: PathBuf,
     versions: RwLock<HashMap<(FunctionName, Qualifier), Arc<ResolvedVersion>>>,
@@ -347,6 +348,7 @@ impl Platform {
             keys,
             bootstrap,
             concurrency,
+            max_sandboxes: config.max_sandboxes,
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
@@ -384,7 +386,13 @@ impl Platform {
                 }
             }
         }
+        self.restore_provisioned().await;
         Ok(loaded)
+    }
+
+    /// Sandboxes this node may run at once.
+    pub fn max_sandboxes(&self) -> usize {
+        self.max_sandboxes
     }
 
     /// Counters.
@@ -420,7 +428,7 @@ impl Platform {
     }
 
     /// The process executor, or why there is none.
-    fn executor(&self, runtime: Runtime) -> Result<&ProcessExecutor, ControlError> {
+    pub(crate) fn executor(&self, runtime: Runtime) -> Result<&ProcessExecutor, ControlError> {
         let unavailable = |reason: String| ControlError::RuntimeUnavailable { runtime, reason };
         let executor = self.sandbox.as_ref().map_err(|r| unavailable(r.clone()))?;
         executor.supports(runtime.family()).map_err(unavailable)?;
@@ -718,6 +726,9 @@ impl Platform {
         self.urls.write().retain(|(n, _), _| n != name);
         self.concurrency.forget(name);
         self.recorder.meter().forget(name.as_str());
+        if let Ok(sandbox) = &self.sandbox {
+            sandbox.forget_provisioned(name.as_str());
+        }
         self.retire(name, None);
         self.collect_garbage(hashes);
         self.forget_events_of(name).await;
@@ -809,7 +820,7 @@ impl Platform {
 
     // ----- invoke -------------------------------------------------------------------------
 
-    fn resolve(
+    pub(crate) fn resolve(
         &self,
         name: &FunctionName,
         qualifier: Qualifier,
@@ -829,7 +840,7 @@ impl Platform {
 
     /// The prepared code of a version, loading it (from the code store and the artifact cache)
     /// if this process has not yet; the duration is the time spent loading.
-    async fn prepared_code(
+    pub(crate) async fn prepared_code(
         &self,
         v: &FunctionVersion,
     ) -> Result<(LoadedCode, Duration), ControlError> {
@@ -978,7 +989,7 @@ impl Platform {
     }
 
     /// The executor's view of a version: limits, environment and the code's directory.
-    fn spec(&self, resolved: &ResolvedVersion, code_dir: PathBuf) -> Arc<FunctionSpec> {
+    pub(crate) fn spec(&self, resolved: &ResolvedVersion, code_dir: PathBuf) -> Arc<FunctionSpec> {
         resolved
             .spec
             .get_or_init(|| {

@@ -29,7 +29,7 @@ pub mod runtime_api;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -204,9 +204,37 @@ pub struct SandboxStats {
 struct Pooled {
     instance: Instance,
     last_used: Instant,
-    /// When the keep-alive policy lets it go.
+    /// When the keep-alive policy lets it go (never, for a provisioned instance).
     expires: Instant,
+    /// Set on instances that provisioned concurrency keeps.
+    provisioned: Option<ProvisionedMark>,
     _slot: Slot,
+}
+
+/// Counts a provisioned instance while it exists.
+struct ProvisionedMark(Arc<AtomicU32>);
+
+impl Drop for ProvisionedMark {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Provisioned concurrency of one version: how many instances to keep, and how many exist.
+struct Provisioned {
+    spec: Arc<FunctionSpec>,
+    requested: u32,
+    alive: Arc<AtomicU32>,
+    starting: Arc<AtomicU32>,
+}
+
+/// How far a version's provisioned concurrency is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvisionedStatus {
+    /// Instances asked for.
+    pub requested: u32,
+    /// Instances initialised and kept (idle or busy).
+    pub allocated: u32,
 }
 
 /// A place among the node's sandboxes, given back when dropped.
@@ -230,6 +258,8 @@ struct Pools {
     last_end: HashMap<String, Instant>,
     /// Pre-warms due, at most one per version.
     prewarms: HashMap<(String, VersionKey), Prewarm>,
+    /// Provisioned concurrency per (function, version).
+    provisioned: HashMap<(String, String), Provisioned>,
 }
 
 struct Inner {
@@ -406,6 +436,11 @@ impl ProcessExecutor {
             *pools.epochs.entry(function.to_owned()).or_default() += 1;
             // Pre-warms made before the bump would be refused anyway.
             pools.prewarms.retain(|(f, _), _| f != function);
+            if let Some(v) = version {
+                pools
+                    .provisioned
+                    .remove(&(function.to_owned(), v.to_owned()));
+            }
             if version.is_none() {
                 pools.last_end.remove(function);
             }
@@ -471,14 +506,19 @@ impl ProcessExecutor {
                     };
                     tokio::spawn(async move { executor.prewarm(p).await });
                 }
+                ProcessExecutor {
+                    inner: inner.clone(),
+                }
+                .fill_provisioned();
                 let expired: Vec<Pooled> = {
                     let mut pools = inner.pools.lock();
                     let mut out = Vec::new();
                     for versions in pools.idle.values_mut() {
                         for list in versions.values_mut() {
-                            let (old, keep): (Vec<_>, Vec<_>) = list
-                                .drain(..)
-                                .partition(|p| now >= p.expires || p.instance.is_dead());
+                            let (old, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|p| {
+                                (p.provisioned.is_none() && now >= p.expires)
+                                    || p.instance.is_dead()
+                            });
                             *list = keep;
                             out.extend(old);
                         }
@@ -505,7 +545,13 @@ impl ProcessExecutor {
             .idle
             .get_mut(&spec.function)?
             .get_mut(&(spec.version.clone(), spec.revision.clone()))?;
-        while let Some(p) = list.pop() {
+        // Provisioned instances serve first; then the most recently used.
+        while let Some(i) = list
+            .iter()
+            .rposition(|p| p.provisioned.is_some())
+            .or_else(|| list.len().checked_sub(1))
+        {
+            let p = list.remove(i);
             if !p.instance.is_dead() {
                 return Some(p);
             }
@@ -537,13 +583,17 @@ impl ProcessExecutor {
                     .iter()
                     .flat_map(|(f, versions)| {
                         versions.iter().filter_map(move |(k, list)| {
-                            list.first().map(|p| (p.last_used, f.clone(), k.clone()))
+                            // Provisioned instances are never evicted.
+                            list.iter()
+                                .enumerate()
+                                .find(|(_, p)| p.provisioned.is_none())
+                                .map(|(i, p)| (p.last_used, f.clone(), k.clone(), i))
                         })
                     })
-                    .min_by_key(|(t, _, _)| *t);
-                oldest.and_then(|(_, f, k)| {
+                    .min_by_key(|(t, _, _, _)| *t);
+                oldest.and_then(|(_, f, k, i)| {
                     let list = pools.idle.get_mut(&f)?.get_mut(&k)?;
-                    (!list.is_empty()).then(|| list.remove(0))
+                    (i < list.len()).then(|| list.remove(i))
                 })
             };
             match victim {
@@ -608,6 +658,7 @@ impl ProcessExecutor {
                                 instance,
                                 last_used: Instant::now(),
                                 expires: Instant::now() + self.inner.config.keep_alive,
+                                provisioned: None,
                                 _slot: slot,
                             },
                             true,
@@ -703,7 +754,7 @@ impl ProcessExecutor {
             return;
         }
         let key = (spec.version.clone(), spec.revision.clone());
-        if !prewarm.is_zero() {
+        if !prewarm.is_zero() && pooled.provisioned.is_none() {
             // The next call is not expected before `prewarm`: free the memory now and start
             // an instance again just before then.
             pools.prewarms.insert(
@@ -719,7 +770,9 @@ impl ProcessExecutor {
             drop(pooled);
             return;
         }
-        pooled.expires = now + keep;
+        if pooled.provisioned.is_none() {
+            pooled.expires = now + keep;
+        }
         pools
             .idle
             .entry(spec.function.clone())
@@ -729,9 +782,43 @@ impl ProcessExecutor {
             .push(pooled);
     }
 
-    /// Starts an instance ahead of an expected call and keeps it warm for its window.
+    /// Starts an instance ahead of an expected call and keeps it warm for its window. A
+    /// pre-warm never evicts another function's instance: it only uses free room.
     async fn prewarm(&self, p: Prewarm) {
-        let spec = &p.spec;
+        let Some(slot) = self.free_slot() else {
+            return;
+        };
+        if self
+            .start_kept(&p.spec, p.epoch, slot, Some(p.keep), None)
+            .await
+        {
+            self.inner.prewarmed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A place for a new sandbox if the node has room, without evicting anything.
+    fn free_slot(&self) -> Option<Slot> {
+        let live = self.inner.live.load(Ordering::Acquire);
+        (live < self.inner.config.max_sandboxes
+            && self
+                .inner
+                .live
+                .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+        .then(|| Slot(self.inner.live.clone()))
+    }
+
+    /// Starts an instance of `spec` into the idle pool, kept for `keep` (or, provisioned,
+    /// until its provisioned concurrency is lowered); false if it could not start or its
+    /// function was retired meanwhile.
+    async fn start_kept(
+        &self,
+        spec: &FunctionSpec,
+        epoch: u64,
+        slot: Slot,
+        keep: Option<Duration>,
+        provisioned: Option<Arc<AtomicU32>>,
+    ) -> bool {
         let current = self
             .inner
             .pools
@@ -740,21 +827,9 @@ impl ProcessExecutor {
             .get(&spec.function)
             .copied()
             .unwrap_or(0);
-        if current != p.epoch {
-            return;
+        if current != epoch {
+            return false;
         }
-        // A pre-warm never evicts another function's instance: it only uses free room.
-        let live = self.inner.live.load(Ordering::Acquire);
-        if live >= self.inner.config.max_sandboxes
-            || self
-                .inner
-                .live
-                .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return;
-        }
-        let slot = Slot(self.inner.live.clone());
         let launch = Launch {
             helper: &self.inner.config.helper,
             cgroups: &self.inner.cgroups,
@@ -767,28 +842,140 @@ impl ProcessExecutor {
         match Instance::start(launch, spec).await {
             Ok((instance, _init)) => {
                 self.inner.started.fetch_add(1, Ordering::Relaxed);
-                self.inner.prewarmed.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
+                let provisioned = provisioned.map(|alive| {
+                    alive.fetch_add(1, Ordering::AcqRel);
+                    ProvisionedMark(alive)
+                });
                 let pooled = Pooled {
                     instance,
                     last_used: now,
-                    expires: now + p.keep,
+                    expires: now + keep.unwrap_or(Duration::from_secs(365 * 24 * 3600)),
+                    provisioned,
                     _slot: slot,
                 };
                 let mut pools = self.inner.pools.lock();
-                if pools.epochs.get(&spec.function).copied().unwrap_or(0) == p.epoch {
-                    pools
-                        .idle
-                        .entry(spec.function.clone())
-                        .or_default()
-                        .entry((spec.version.clone(), spec.revision.clone()))
-                        .or_default()
-                        .push(pooled);
+                if pools.epochs.get(&spec.function).copied().unwrap_or(0) != epoch {
+                    return false;
                 }
+                pools
+                    .idle
+                    .entry(spec.function.clone())
+                    .or_default()
+                    .entry((spec.version.clone(), spec.revision.clone()))
+                    .or_default()
+                    .push(pooled);
+                true
             }
             Err((e, _)) => {
-                tracing::warn!(function = %spec.function, "pre-warm failed: {e:?}");
+                tracing::warn!(function = %spec.function, version = %spec.version, "cannot start an instance ahead of calls: {e:?}");
+                false
             }
+        }
+    }
+
+    /// Keeps `requested` instances of this version initialised ahead of calls (provisioned
+    /// concurrency); 0 stops keeping them. Instances start in the background; see
+    /// [`ProcessExecutor::provisioned_status`].
+    pub fn set_provisioned(&self, spec: Arc<FunctionSpec>, requested: u32) {
+        self.ensure_reaper();
+        let key = (spec.function.clone(), spec.version.clone());
+        {
+            let mut pools = self.inner.pools.lock();
+            if requested == 0 {
+                pools.provisioned.remove(&key);
+            } else {
+                let entry = pools.provisioned.entry(key).or_insert_with(|| Provisioned {
+                    spec: spec.clone(),
+                    requested,
+                    alive: Arc::default(),
+                    starting: Arc::default(),
+                });
+                entry.requested = requested;
+                entry.spec = spec.clone();
+            }
+            // Idle instances beyond the new number become ordinary ones, which the reaper lets
+            // go at its next tick.
+            let mut kept = 0;
+            let now = Instant::now();
+            if let Some(versions) = pools.idle.get_mut(&spec.function) {
+                for ((version, _), list) in versions.iter_mut() {
+                    if *version != spec.version {
+                        continue;
+                    }
+                    for p in list.iter_mut().filter(|p| p.provisioned.is_some()) {
+                        if kept < requested {
+                            kept += 1;
+                        } else {
+                            p.provisioned = None;
+                            p.expires = now;
+                        }
+                    }
+                }
+            }
+        }
+        self.fill_provisioned();
+    }
+
+    /// Stops keeping provisioned instances of any version of `function` (it was deleted).
+    pub fn forget_provisioned(&self, function: &str) {
+        let dropped: Vec<Pooled> = {
+            let mut pools = self.inner.pools.lock();
+            pools.provisioned.retain(|(f, _), _| f != function);
+            let mut out = Vec::new();
+            if let Some(versions) = pools.idle.get_mut(function) {
+                for list in versions.values_mut() {
+                    let (gone, keep): (Vec<_>, Vec<_>) =
+                        list.drain(..).partition(|p| p.provisioned.is_some());
+                    *list = keep;
+                    out.extend(gone);
+                }
+            }
+            out
+        };
+        drop(dropped);
+    }
+
+    /// How far a version's provisioned concurrency is.
+    pub fn provisioned_status(&self, function: &str, version: &str) -> Option<ProvisionedStatus> {
+        let pools = self.inner.pools.lock();
+        pools
+            .provisioned
+            .get(&(function.to_owned(), version.to_owned()))
+            .map(|p| ProvisionedStatus {
+                requested: p.requested,
+                allocated: p.alive.load(Ordering::Acquire).min(p.requested),
+            })
+    }
+
+    /// Starts the provisioned instances that are missing.
+    fn fill_provisioned(&self) {
+        type Missing = (Arc<FunctionSpec>, u64, Arc<AtomicU32>, Arc<AtomicU32>);
+        let wanted: Vec<Missing> = {
+            let pools = self.inner.pools.lock();
+            let mut out = Vec::new();
+            for p in pools.provisioned.values() {
+                let have = p.alive.load(Ordering::Acquire) + p.starting.load(Ordering::Acquire);
+                let epoch = pools.epochs.get(&p.spec.function).copied().unwrap_or(0);
+                for _ in have..p.requested {
+                    out.push((p.spec.clone(), epoch, p.alive.clone(), p.starting.clone()));
+                }
+            }
+            out
+        };
+        for (spec, epoch, alive, starting) in wanted {
+            // Provisioned instances may evict idle on-demand ones, like a call would.
+            let Ok(slot) = self.reserve() else {
+                return;
+            };
+            starting.fetch_add(1, Ordering::AcqRel);
+            let executor = self.clone();
+            tokio::spawn(async move {
+                executor
+                    .start_kept(&spec, epoch, slot, None, Some(alive))
+                    .await;
+                starting.fetch_sub(1, Ordering::AcqRel);
+            });
         }
     }
 }

@@ -140,6 +140,13 @@ CREATE TABLE IF NOT EXISTS function_concurrency (
     function      TEXT    PRIMARY KEY,
     reserved      INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS function_provisioned (
+    function      TEXT    NOT NULL,
+    qualifier     TEXT    NOT NULL,
+    requested     INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL,
+    PRIMARY KEY (function, qualifier)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS function_admission (
     function      TEXT    PRIMARY KEY,
     max_wait_ms   INTEGER NOT NULL
@@ -531,6 +538,7 @@ impl MetadataStore {
             "DELETE FROM function_urls WHERE function = ?1",
             "DELETE FROM function_concurrency WHERE function = ?1",
             "DELETE FROM function_admission WHERE function = ?1",
+            "DELETE FROM function_provisioned WHERE function = ?1",
         ] {
             tx.execute(table, [name.as_str()])?;
         }

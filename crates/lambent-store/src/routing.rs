@@ -392,6 +392,58 @@ impl MetadataStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    // ----- provisioned concurrency ------------------------------------------------------
+
+    /// Sets the provisioned concurrency of `function:qualifier` (a version or an alias).
+    pub fn put_provisioned(
+        &self,
+        function: &FunctionName,
+        qualifier: &str,
+        requested: u32,
+        updated_ms: i64,
+    ) -> Result<(), MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        function_exists(&tx, function)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO function_provisioned (function, qualifier, requested, updated_ms) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![function.as_str(), qualifier, requested, updated_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a provisioned concurrency configuration; true if there was one.
+    pub fn delete_provisioned(
+        &self,
+        function: &FunctionName,
+        qualifier: &str,
+    ) -> Result<bool, MetadataError> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM function_provisioned WHERE function = ?1 AND qualifier = ?2",
+            params![function.as_str(), qualifier],
+        )? > 0)
+    }
+
+    /// Provisioned concurrency configurations: (function, qualifier, requested, updated ms),
+    /// of one function or all.
+    pub fn provisioned(
+        &self,
+        function: Option<&FunctionName>,
+    ) -> Result<Vec<(String, String, u32, i64)>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT function, qualifier, requested, updated_ms FROM function_provisioned \
+             WHERE (?1 IS NULL OR function = ?1) ORDER BY function, qualifier",
+        )?;
+        let rows = stmt.query_map([function.map(FunctionName::as_str)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     // ----- function URLs ----------------------------------------------------------------
 
     /// Stores a function URL configuration; `replace` says whether one may exist already (an

@@ -666,6 +666,11 @@ pub async fn run(
             Ok(())
         }
         Command::Keys { command } => keys(&api, json, command).await,
+        Command::Provisioned {
+            target,
+            count,
+            clear,
+        } => provisioned(&api, json, &target, count, clear).await,
         Command::Usage(args) => crate::usage_cli::usage(&api, json, args).await,
         Command::Events {
             id,
@@ -878,4 +883,67 @@ async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()>
             Ok(())
         }
     }
+}
+
+/// `lambent provisioned`.
+async fn provisioned(
+    api: &Api,
+    json: bool,
+    target: &str,
+    count: Option<u32>,
+    clear: bool,
+) -> anyhow::Result<()> {
+    let (name, qualifier) = match target.split_once(':') {
+        Some((n, q)) => (n, Some(q)),
+        None => (target, None),
+    };
+    let url = api.url(&format!("/v1/functions/{name}/provisioned"));
+    let v = match (qualifier, count, clear) {
+        (None, None, false) => api.json(api.http.get(url)).await?,
+        (None, _, _) => anyhow::bail!(
+            "give NAME:VERSION or NAME:ALIAS: provisioned concurrency applies to a published version or an alias"
+        ),
+        (Some(q), Some(n), _) => {
+            api.json(
+                api.http
+                    .put(url)
+                    .query(&[("qualifier", q)])
+                    .json(&serde_json::json!({ "provisioned": n })),
+            )
+            .await?
+        }
+        (Some(q), None, true) => {
+            api.json(api.http.delete(url).query(&[("qualifier", q)]))
+                .await?;
+            serde_json::json!({ "qualifier": q, "requested": 0 })
+        }
+        (Some(q), None, false) => {
+            api.json(api.http.get(url).query(&[("qualifier", q)]))
+                .await?
+        }
+    };
+    if json {
+        return print_json(&v);
+    }
+    let rows: Vec<Value> = match v.get("provisioned").and_then(Value::as_array) {
+        Some(all) => all.clone(),
+        None => vec![v],
+    };
+    for r in rows {
+        if r["requested"] == 0 {
+            println!(
+                "{name}:{}: no provisioned concurrency",
+                text(&r, "qualifier")
+            );
+            continue;
+        }
+        println!(
+            "{name}:{}: {} of {} instances ready ({})",
+            text(&r, "qualifier"),
+            text(&r, "allocated"),
+            text(&r, "requested"),
+            text(&r, "status")
+        );
+    }
+    Ok(())
 }

@@ -154,6 +154,17 @@ enum Command {
         #[arg(long, conflicts_with = "wait")]
         clear_wait: bool,
     },
+    /// Provisioned concurrency: keep N instances of a version or alias initialised ahead of
+    /// calls (calls use them first). `lambent provisioned NAME` lists a function's.
+    Provisioned {
+        /// NAME:VERSION or NAME:ALIAS (or NAME to list).
+        target: String,
+        /// Instances to keep.
+        count: Option<u32>,
+        /// Stop keeping them.
+        #[arg(long, conflicts_with = "count")]
+        clear: bool,
+    },
     /// Manage access keys (SigV4 signing keys and bearer tokens).
     Keys {
         #[command(subcommand)]

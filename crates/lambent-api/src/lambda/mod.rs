@@ -6,6 +6,7 @@
 mod event_config;
 mod functions;
 mod invoke;
+mod provisioned;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -63,6 +64,12 @@ pub fn router() -> Router<AppState> {
         .route(
             "/2019-09-30/functions/{function}/concurrency",
             get(functions::get_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{function}/provisioned-concurrency",
+            put(provisioned::put)
+                .get(provisioned::get)
+                .delete(provisioned::delete),
         )
         .route(
             "/2016-08-19/account-settings",

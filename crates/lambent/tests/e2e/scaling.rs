@@ -13,7 +13,7 @@ fn deploy_sleeper(server: &Server, name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("app.py"),
-        "import time\n\n\ndef handler(event, context):\n    time.sleep(event.get(\"sleep\", 0))\n    return {\"slept\": event.get(\"sleep\", 0)}\n",
+        "import os, time\n\n\ndef handler(event, context):\n    time.sleep(event.get(\"sleep\", 0))\n    return {\"slept\": event.get(\"sleep\", 0), \"init\": os.environ.get(\"AWS_LAMBDA_INITIALIZATION_TYPE\")}\n",
     )
     .expect("write app.py");
     std::fs::write(
@@ -155,4 +155,79 @@ async fn the_adaptive_keep_alive_learns_to_keep_a_busy_function_warm() {
         "the instance was kept warm"
     );
     assert_eq!(server.metric("lambent_sandboxes_reaped_total").await, 0);
+}
+
+#[tokio::test]
+async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
+    let server = Server::start().await;
+    let _code = deploy_sleeper(&server, "ready");
+    server.cli_ok(&["publish", "ready"]);
+    // $LATEST cannot be provisioned, as on Lambda.
+    let r = client()
+        .put(server.url("/v1/functions/ready/provisioned?qualifier=$LATEST"))
+        .json(&json!({ "provisioned": 2 }))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let out = server.cli_ok(&["provisioned", "ready:1", "2"]);
+    assert!(out.contains("of 2 instances"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = get(server.url("/v1/functions/ready/provisioned?qualifier=1"))
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if v["status"] == "READY" {
+            assert_eq!(v["allocated"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        server.metric("lambent_sandboxes_started_total").await,
+        2,
+        "both instances started before any call"
+    );
+    // The first call is warm and runs on a provisioned instance.
+    let r = client()
+        .post(server.url("/v1/functions/ready/invoke?qualifier=1"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["init"], "provisioned-concurrency", "{v}");
+    assert_eq!(server.metric("lambent_sandboxes_started_total").await, 2);
+    // The Lambda API reports the same configuration.
+    let v: Value =
+        get(server.url("/2019-09-30/functions/ready/provisioned-concurrency?Qualifier=1"))
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(v["Status"], "READY", "{v}");
+    assert_eq!(v["RequestedProvisionedConcurrentExecutions"], 2);
+    let v: Value = get(server.url("/2019-09-30/functions/ready/provisioned-concurrency?List=ALL"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        v["ProvisionedConcurrencyConfigs"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    // Removing it lets the instances go back to ordinary ones; the configuration is gone.
+    server.cli_ok(&["provisioned", "ready:1", "--clear"]);
+    let r = get(server.url("/2019-09-30/functions/ready/provisioned-concurrency?Qualifier=1"))
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
 }
