@@ -211,13 +211,14 @@ fn provisioned_json(c: &lambent_control::ProvisionedConfig) -> serde_json::Value
 fn provisioned_qualifier(q: Option<String>) -> Result<String, ApiError> {
     q.ok_or_else(|| {
         ApiError::from(lambent_control::ControlError::Invalid(
-            "give ?qualifier=VERSION or ?qualifier=ALIAS: provisioned concurrency applies to a published version or an alias".into(),
+            "give ?qualifier=VERSION: provisioned concurrency applies to a published version"
+                .into(),
         ))
     })
 }
 
 /// `PUT /v1/functions/{name}/provisioned?qualifier=Q` `{"provisioned": N}`: keep N instances
-/// of a version or alias initialised ahead of calls.
+/// of a published version initialised ahead of calls.
 pub async fn put_provisioned(
     State(p): State<AppState>,
     Path(raw): Path<String>,

@@ -52,6 +52,24 @@ impl FunctionCounter {
     }
 }
 
+/// Counts a call as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicU32, &'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn new(function: &'a AtomicU32, pool: &'a AtomicU32) -> Self {
+        function.fetch_add(1, Ordering::AcqRel);
+        pool.fetch_add(1, Ordering::AcqRel);
+        Self(function, pool)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The shared pool's counter and its waiters.
 #[derive(Debug, Default)]
 struct Pool {
@@ -227,13 +245,10 @@ impl Concurrency {
             return self.acquire(name);
         }
         let deadline = tokio::time::Instant::now() + wait;
-        function.waiting.fetch_add(1, Ordering::AcqRel);
         let pool = self.unreserved.clone();
-        pool.waiting.fetch_add(1, Ordering::AcqRel);
-        let result = self.wait_in_line(name, &function, &pool, deadline).await;
-        pool.waiting.fetch_sub(1, Ordering::AcqRel);
-        function.waiting.fetch_sub(1, Ordering::AcqRel);
-        result
+        // Counted while waiting, and uncounted even if the caller goes away mid-wait.
+        let _waiting = Waiting::new(&function.waiting, &pool.waiting);
+        self.wait_in_line(name, &function, &pool, deadline).await
     }
 
     async fn wait_in_line(
@@ -451,6 +466,24 @@ mod tests {
             c.max_wait(&name("q")),
             Duration::ZERO,
             "its own setting wins"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_leaves_the_line() {
+        let c = Concurrency::new(1000, [(name("q"), 1)]);
+        c.set_max_wait(&name("q"), Some(Duration::from_secs(30)));
+        let held = c.acquire(&name("q")).expect("slot");
+        // The caller disconnects while waiting: its future is dropped.
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(20), c.acquire_waiting(&name("q"))).await;
+        assert!(gave_up.is_err());
+        assert_eq!(c.counter(&name("q")).waiting.load(Ordering::Acquire), 0);
+        assert_eq!(c.unreserved.waiting.load(Ordering::Acquire), 0);
+        drop(held);
+        assert!(
+            c.acquire_waiting(&name("q")).await.is_ok(),
+            "the fast path is back"
         );
     }
 

@@ -205,6 +205,11 @@ impl KeepAlive {
     /// Records that `function` was idle for `idle` before a call.
     pub fn observe_idle(&self, function: &str, idle: Duration) {
         let mut functions = self.functions.lock();
+        // Nothing to learn for a fixed policy: no entry, no allocation.
+        let own = functions.get(function).and_then(|s| s.policy);
+        if matches!(own.unwrap_or(self.default), KeepAlivePolicy::Fixed(_)) {
+            return;
+        }
         let state = functions.entry(function.to_owned()).or_default();
         if matches!(
             state.policy.unwrap_or(self.default),

@@ -106,6 +106,9 @@ type UsageKey = (i64, String, String, String);
 #[derive(Debug, Default)]
 pub struct Meter {
     pending: Mutex<HashMap<UsageKey, UsageSums>>,
+    /// Held from taking rows to storing them, so a reader that flushes first never misses
+    /// rows another flush has taken but not yet stored.
+    flushing: Mutex<()>,
     functions: RwLock<HashMap<String, Arc<FunctionMetrics>>>,
 }
 
@@ -190,6 +193,17 @@ impl Meter {
             version.to_owned(),
         );
         self.pending.lock().entry(key).or_default().add(sums);
+    }
+
+    /// Stores what was metered since the last flush with `store`; on failure the rows are kept
+    /// for the next flush.
+    pub fn flush<E>(&self, store: impl FnOnce(&[UsageRow]) -> Result<(), E>) -> Result<(), E> {
+        let _one_at_a_time = self.flushing.lock();
+        let rows = self.take();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        store(&rows).inspect_err(|_| self.restore(rows.clone()))
     }
 
     /// Takes what was metered since the last call, for storing.

@@ -789,13 +789,9 @@ impl Platform {
     /// Metered usage. What was metered in the last second is stored first, so a call that
     /// has answered is always counted.
     pub fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroupSums>, ControlError> {
-        let rows = self.recorder.meter().take();
-        if !rows.is_empty()
-            && let Err(e) = self.metadata.add_usage(&rows)
-        {
-            self.recorder.meter().restore(rows);
-            return Err(e.into());
-        }
+        self.recorder
+            .meter()
+            .flush(|rows| self.metadata.add_usage(rows))?;
         Ok(self.metadata.usage(query)?)
     }
 
@@ -905,6 +901,15 @@ impl Platform {
             );
             refused(InvokeError::Throttled(t).into())
         })?;
+        // Billing starts when the call has its slot: time spent waiting in the admission
+        // queue is not the function's.
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let refused = |error| InvokeFailure {
+            invocation_id: None,
+            error,
+            duration: started.elapsed(),
+        };
         let v = &resolved.version;
         let (code, load) = self.prepared_code(v).await.map_err(refused)?;
         let id = options.request_id.unwrap_or_else(new_id);

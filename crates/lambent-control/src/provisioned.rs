@@ -1,4 +1,4 @@
-//! Provisioned concurrency: a published version (or an alias's version) keeps a number of
+//! Provisioned concurrency: a published version keeps a number of
 //! instances initialised ahead of calls, and calls use them first (Lambda's
 //! `PutProvisionedConcurrencyConfig`). For the process tier the executor starts and keeps the
 //! instances; a wasm function has nothing to keep (each call gets a fresh instance in
@@ -16,7 +16,7 @@ use crate::platform::{ControlError, LoadedCode, Platform, now_ms};
 pub struct ProvisionedConfig {
     /// The function.
     pub function: String,
-    /// The version or alias it is set on.
+    /// The version it is set on.
     pub qualifier: String,
     /// Instances asked for.
     pub requested: u32,
@@ -41,9 +41,15 @@ fn parse_qualifier(raw: &str) -> Result<Selector, ControlError> {
     let selector: Selector = raw
         .parse()
         .map_err(|e: lambent_core::NameError| ControlError::Invalid(e.to_string()))?;
+    if let Selector::Alias(alias) = &selector {
+        return Err(ControlError::Invalid(format!(
+            "provisioned concurrency is set on a published version in lambent, not yet on an \
+             alias ({alias}); give the version the alias points to"
+        )));
+    }
     if selector == Selector::Version(Qualifier::Latest) {
         return Err(ControlError::Invalid(
-            "provisioned concurrency applies to a published version or an alias, not $LATEST; \
+            "provisioned concurrency applies to a published version, not $LATEST; \
              publish a version first (lambent publish NAME)"
                 .into(),
         ));
@@ -203,5 +209,19 @@ impl Platform {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_published_versions_take_provisioned_concurrency() {
+        assert!(parse_qualifier("3").is_ok());
+        let latest = parse_qualifier("$LATEST").expect_err("latest");
+        assert!(latest.to_string().contains("publish"), "{latest}");
+        let alias = parse_qualifier("live").expect_err("alias");
+        assert!(alias.to_string().contains("alias"), "{alias}");
     }
 }

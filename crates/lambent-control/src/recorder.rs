@@ -88,13 +88,8 @@ impl InvocationRecorder {
 
 /// Stores what the meter gathered; on failure keeps it for the next try.
 fn flush_usage(metadata: &MetadataStore, meter: &Meter) {
-    let rows = meter.take();
-    if rows.is_empty() {
-        return;
-    }
-    if let Err(e) = metadata.add_usage(&rows) {
-        tracing::error!(error = %e, rows = rows.len(), "cannot store usage; trying again");
-        meter.restore(rows);
+    if let Err(e) = meter.flush(|rows| metadata.add_usage(rows)) {
+        tracing::error!(error = %e, "cannot store usage; trying again");
     }
 }
 

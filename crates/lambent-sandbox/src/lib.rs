@@ -277,6 +277,8 @@ struct Inner {
     reaped: AtomicU64,
     prewarmed: AtomicU64,
     reaper_running: AtomicBool,
+    /// Set at shutdown: nothing starts any more.
+    stopped: AtomicBool,
 }
 
 /// Runs process-tier functions in sandboxes, keeping warm instances per version.
@@ -358,6 +360,7 @@ impl ProcessExecutor {
                 started: AtomicU64::new(0),
                 reaped: AtomicU64::new(0),
                 prewarmed: AtomicU64::new(0),
+                stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
         })
@@ -471,7 +474,13 @@ impl ProcessExecutor {
 
     /// Stops every instance (at shutdown).
     pub fn shutdown(&self) {
-        let all = std::mem::take(&mut self.inner.pools.lock().idle);
+        self.inner.stopped.store(true, Ordering::Release);
+        let all = {
+            let mut pools = self.inner.pools.lock();
+            pools.provisioned.clear();
+            pools.prewarms.clear();
+            std::mem::take(&mut pools.idle)
+        };
         drop(all);
     }
 
@@ -487,6 +496,9 @@ impl ProcessExecutor {
             loop {
                 interval.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
+                if inner.stopped.load(Ordering::Acquire) {
+                    return;
+                }
                 let now = Instant::now();
                 let due: Vec<Prewarm> = {
                     let mut pools = inner.pools.lock();
@@ -754,6 +766,12 @@ impl ProcessExecutor {
             return;
         }
         let key = (spec.version.clone(), spec.revision.clone());
+        if let Some(mark) = &pooled.provisioned
+            && !Self::still_provisioned(&pools, spec, &mark.0, false)
+        {
+            // Its configuration was lowered or removed while it ran.
+            pooled.provisioned = None;
+        }
         if !prewarm.is_zero() && pooled.provisioned.is_none() {
             // The next call is not expected before `prewarm`: free the memory now and start
             // an instance again just before then.
@@ -843,21 +861,30 @@ impl ProcessExecutor {
             Ok((instance, _init)) => {
                 self.inner.started.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
-                let provisioned = provisioned.map(|alive| {
-                    alive.fetch_add(1, Ordering::AcqRel);
-                    ProvisionedMark(alive)
-                });
-                let pooled = Pooled {
-                    instance,
-                    last_used: now,
-                    expires: now + keep.unwrap_or(Duration::from_secs(365 * 24 * 3600)),
-                    provisioned,
-                    _slot: slot,
-                };
                 let mut pools = self.inner.pools.lock();
                 if pools.epochs.get(&spec.function).copied().unwrap_or(0) != epoch {
                     return false;
                 }
+                // A configuration lowered or removed while this instance started makes it an
+                // ordinary idle instance.
+                let provisioned = provisioned
+                    .filter(|alive| Self::still_provisioned(&pools, spec, alive, true))
+                    .map(|alive| {
+                        alive.fetch_add(1, Ordering::AcqRel);
+                        ProvisionedMark(alive)
+                    });
+                let expires = match (&provisioned, keep) {
+                    (Some(_), _) => now + Duration::from_secs(365 * 24 * 3600),
+                    (None, Some(k)) => now + k,
+                    (None, None) => now + self.inner.config.keep_alive,
+                };
+                let pooled = Pooled {
+                    instance,
+                    last_used: now,
+                    expires,
+                    provisioned,
+                    _slot: slot,
+                };
                 pools
                     .idle
                     .entry(spec.function.clone())
@@ -958,17 +985,23 @@ impl ProcessExecutor {
                 let have = p.alive.load(Ordering::Acquire) + p.starting.load(Ordering::Acquire);
                 let epoch = pools.epochs.get(&p.spec.function).copied().unwrap_or(0);
                 for _ in have..p.requested {
+                    // Counted as starting under the lock, so two fills never both start it.
+                    p.starting.fetch_add(1, Ordering::AcqRel);
                     out.push((p.spec.clone(), epoch, p.alive.clone(), p.starting.clone()));
                 }
             }
             out
         };
-        for (spec, epoch, alive, starting) in wanted {
+        let mut wanted = wanted.into_iter();
+        while let Some((spec, epoch, alive, starting)) = wanted.next() {
             // Provisioned instances may evict idle on-demand ones, like a call would.
             let Ok(slot) = self.reserve() else {
+                starting.fetch_sub(1, Ordering::AcqRel);
+                for (_, _, _, s) in wanted {
+                    s.fetch_sub(1, Ordering::AcqRel);
+                }
                 return;
             };
-            starting.fetch_add(1, Ordering::AcqRel);
             let executor = self.clone();
             tokio::spawn(async move {
                 executor
@@ -977,6 +1010,28 @@ impl ProcessExecutor {
                 starting.fetch_sub(1, Ordering::AcqRel);
             });
         }
+    }
+
+    /// Whether `counter` is the live provisioned counter of this version and wants another
+    /// instance (`adding`) or still wants this one.
+    fn still_provisioned(
+        pools: &Pools,
+        spec: &FunctionSpec,
+        counter: &Arc<AtomicU32>,
+        adding: bool,
+    ) -> bool {
+        pools
+            .provisioned
+            .get(&(spec.function.clone(), spec.version.clone()))
+            .is_some_and(|p| {
+                let alive = counter.load(Ordering::Acquire);
+                Arc::ptr_eq(&p.alive, counter)
+                    && if adding {
+                        alive < p.requested
+                    } else {
+                        alive <= p.requested
+                    }
+            })
     }
 }
 

@@ -311,6 +311,10 @@ impl MetadataStore {
             "DELETE FROM function_versions WHERE name = ?1 AND version = ?2",
             params![function.as_str(), i64::from(version)],
         )?;
+        tx.execute(
+            "DELETE FROM function_provisioned WHERE function = ?1 AND qualifier = ?2",
+            params![function.as_str(), version.to_string()],
+        )?;
         tx.commit()?;
         Ok(sha)
     }

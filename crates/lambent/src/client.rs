@@ -901,7 +901,7 @@ async fn provisioned(
     let v = match (qualifier, count, clear) {
         (None, None, false) => api.json(api.http.get(url)).await?,
         (None, _, _) => anyhow::bail!(
-            "give NAME:VERSION or NAME:ALIAS: provisioned concurrency applies to a published version or an alias"
+            "give NAME:VERSION: provisioned concurrency applies to a published version"
         ),
         (Some(q), Some(n), _) => {
             api.json(

@@ -154,10 +154,10 @@ enum Command {
         #[arg(long, conflicts_with = "wait")]
         clear_wait: bool,
     },
-    /// Provisioned concurrency: keep N instances of a version or alias initialised ahead of
+    /// Provisioned concurrency: keep N instances of a published version initialised ahead of
     /// calls (calls use them first). `lambent provisioned NAME` lists a function's.
     Provisioned {
-        /// NAME:VERSION or NAME:ALIAS (or NAME to list).
+        /// NAME:VERSION (or NAME to list).
         target: String,
         /// Instances to keep.
         count: Option<u32>,

@@ -36,7 +36,7 @@ fn target(raw: &str, query: Option<&str>) -> Result<(FunctionName, String)> {
     match selector {
         Some(s) => Ok((name, s.to_string())),
         None => Err(LambdaError::invalid(
-            "give the version or alias with ?Qualifier= (provisioned concurrency applies to a published version or an alias)",
+            "give the version with ?Qualifier= (provisioned concurrency applies to a published version)",
         )),
     }
 }
