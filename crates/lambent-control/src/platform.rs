@@ -253,6 +253,7 @@ pub struct Platform {
     engine: Arc<WasmEngine>,
     sandbox: Result<ProcessExecutor, String>,
     max_sandboxes: usize,
+    keep_alive: Arc<KeepAlive>,
     pub(crate) region: String,
     pub(crate) data_dir: PathBuf,
     versions: RwLock<HashMap<(FunctionName, Qualifier), Arc<ResolvedVersion>>>,
@@ -300,6 +301,13 @@ impl Platform {
             cache_dir: config.data_dir.join("artifacts"),
             max_instances: config.max_instances,
         })?;
+        let keep_alive = Arc::new(KeepAlive::new(if config.adaptive_keep_alive {
+            KeepAlivePolicy::Adaptive {
+                fallback: config.keep_alive,
+            }
+        } else {
+            KeepAlivePolicy::Fixed(config.keep_alive)
+        }));
         let sandbox = match &config.sandbox_helper {
             None => Err("process runtimes are disabled in this server".to_owned()),
             Some(helper) => ProcessExecutor::new(SandboxConfig {
@@ -307,13 +315,7 @@ impl Platform {
                 helper: helper.clone(),
                 keep_alive: config.keep_alive,
                 max_sandboxes: config.max_sandboxes,
-                advisor: Some(Arc::new(KeepAlive::new(if config.adaptive_keep_alive {
-                    KeepAlivePolicy::Adaptive {
-                        fallback: config.keep_alive,
-                    }
-                } else {
-                    KeepAlivePolicy::Fixed(config.keep_alive)
-                }))),
+                advisor: Some(keep_alive.clone()),
             })
             .map_err(|e| e.to_string()),
         };
@@ -349,6 +351,7 @@ impl Platform {
             bootstrap,
             concurrency,
             max_sandboxes: config.max_sandboxes,
+            keep_alive,
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
@@ -729,6 +732,7 @@ impl Platform {
         if let Ok(sandbox) = &self.sandbox {
             sandbox.forget_provisioned(name.as_str());
         }
+        self.keep_alive.forget(name.as_str());
         self.retire(name, None);
         self.collect_garbage(hashes);
         self.forget_events_of(name).await;
@@ -882,22 +886,16 @@ impl Platform {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BodyError>,
     {
-        let started = Instant::now();
-        let started_at_ms = now_ms();
-        let refused = |error| InvokeFailure {
-            invocation_id: None,
-            error,
-            duration: started.elapsed(),
-        };
-        let qualifier = self.route(name, selector).map_err(refused)?;
-        let resolved = self.resolve(name, qualifier).map_err(refused)?;
+        let refused = refusal(Instant::now());
+        let qualifier = self.route(name, selector).map_err(&refused)?;
+        let resolved = self.resolve(name, qualifier).map_err(&refused)?;
         let permit = self.concurrency.acquire_waiting(name).await.map_err(|t| {
             self.throttles.fetch_add(1, Ordering::Relaxed);
             self.recorder.meter().throttle(
                 DEFAULT_TENANT,
                 name.as_str(),
                 &resolved.version.version.to_string(),
-                started_at_ms,
+                now_ms(),
             );
             refused(InvokeError::Throttled(t).into())
         })?;
@@ -905,11 +903,7 @@ impl Platform {
         // queue is not the function's.
         let started = Instant::now();
         let started_at_ms = now_ms();
-        let refused = |error| InvokeFailure {
-            invocation_id: None,
-            error,
-            duration: started.elapsed(),
-        };
+        let refused = refusal(started);
         let v = &resolved.version;
         let (code, load) = self.prepared_code(v).await.map_err(refused)?;
         let id = options.request_id.unwrap_or_else(new_id);
@@ -1052,12 +1046,8 @@ impl Platform {
             _permit,
         } = process_call;
         let v = &resolved.version;
-        let refused = |error: ControlError| InvokeFailure {
-            invocation_id: None,
-            error,
-            duration: started.elapsed(),
-        };
-        let executor = self.executor(v.config.runtime).map_err(refused)?;
+        let refused = refusal(started);
+        let executor = self.executor(v.config.runtime).map_err(&refused)?;
         let spec = self.spec(resolved, code_dir);
         let (parts, body) = request.into_parts();
         let body = body.map_err(Into::<BodyError>::into);
@@ -1174,6 +1164,22 @@ impl Platform {
                     log_tail,
                 })
             }
+            Err(error @ InvokeError::Capacity(_)) => {
+                // The node had no room for an instance: a refusal, metered like a throttle and
+                // not billed.
+                self.throttles.fetch_add(1, Ordering::Relaxed);
+                self.recorder.meter().throttle(
+                    DEFAULT_TENANT,
+                    v.name.as_str(),
+                    &v.version.to_string(),
+                    started_at_ms,
+                );
+                Err(InvokeFailure {
+                    invocation_id: None,
+                    error: error.into(),
+                    duration: started.elapsed(),
+                })
+            }
             Err(error) => {
                 self.invocation_errors.fetch_add(1, Ordering::Relaxed);
                 call.record(
@@ -1190,6 +1196,15 @@ impl Platform {
                 })
             }
         }
+    }
+}
+
+/// Turns an error into the failure of a call that never ran, timed from `started`.
+fn refusal(started: Instant) -> impl Fn(ControlError) -> InvokeFailure {
+    move |error| InvokeFailure {
+        invocation_id: None,
+        error,
+        duration: started.elapsed(),
     }
 }
 

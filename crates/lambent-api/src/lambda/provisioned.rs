@@ -107,6 +107,9 @@ pub async fn get(
         ));
     }
     let (name, qualifier) = target(&raw, q.get("Qualifier").map(String::as_str))?;
+    // A missing function is ResourceNotFoundException; only a missing configuration of an
+    // existing one is ProvisionedConcurrencyConfigNotFoundException.
+    p.get(&name, lambent_core::Qualifier::Latest)?;
     let c = p
         .provisioned_config(&name, &qualifier)
         .map_err(|e| match e {
