@@ -576,17 +576,8 @@ impl ProcessExecutor {
     fn reserve(&self) -> Result<Slot, InvokeError> {
         let max = self.inner.config.max_sandboxes;
         loop {
-            let live = self.inner.live.load(Ordering::Acquire);
-            if live < max {
-                if self
-                    .inner
-                    .live
-                    .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Ok(Slot(self.inner.live.clone()));
-                }
-                continue;
+            if let Some(slot) = self.free_slot() {
+                return Ok(slot);
             }
             let victim = {
                 let mut pools = self.inner.pools.lock();
@@ -652,15 +643,7 @@ impl ProcessExecutor {
                     init: Duration::ZERO,
                     init_error: None,
                 })?;
-                let launch = Launch {
-                    helper: &self.inner.config.helper,
-                    cgroups: &self.inner.cgroups,
-                    os: self.inner.os.clone(),
-                    runtime_dir: &self.inner.runtime_dir,
-                    root_dir: &self.inner.root_dir,
-                    python: &self.inner.python,
-                    node: self.inner.node.as_deref(),
-                };
+                let launch = self.launch();
                 self.inner.started.fetch_add(1, Ordering::Relaxed);
                 match Instance::start(launch, spec).await {
                     Ok((instance, init)) => {
@@ -814,16 +797,27 @@ impl ProcessExecutor {
         }
     }
 
+    /// What starting a sandbox on this node needs.
+    fn launch(&self) -> Launch<'_> {
+        Launch {
+            helper: &self.inner.config.helper,
+            cgroups: &self.inner.cgroups,
+            os: self.inner.os.clone(),
+            runtime_dir: &self.inner.runtime_dir,
+            root_dir: &self.inner.root_dir,
+            python: &self.inner.python,
+            node: self.inner.node.as_deref(),
+        }
+    }
+
     /// A place for a new sandbox if the node has room, without evicting anything.
     fn free_slot(&self) -> Option<Slot> {
-        let live = self.inner.live.load(Ordering::Acquire);
-        (live < self.inner.config.max_sandboxes
-            && self
-                .inner
-                .live
-                .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok())
-        .then(|| Slot(self.inner.live.clone()))
+        let live = &self.inner.live;
+        live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < self.inner.config.max_sandboxes).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot(live.clone()))
     }
 
     /// Starts an instance of `spec` into the idle pool, kept for `keep` (or, provisioned,
@@ -848,16 +842,7 @@ impl ProcessExecutor {
         if current != epoch {
             return false;
         }
-        let launch = Launch {
-            helper: &self.inner.config.helper,
-            cgroups: &self.inner.cgroups,
-            os: self.inner.os.clone(),
-            runtime_dir: &self.inner.runtime_dir,
-            root_dir: &self.inner.root_dir,
-            python: &self.inner.python,
-            node: self.inner.node.as_deref(),
-        };
-        match Instance::start(launch, spec).await {
+        match Instance::start(self.launch(), spec).await {
             Ok((instance, _init)) => {
                 self.inner.started.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
