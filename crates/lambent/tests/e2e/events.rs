@@ -237,18 +237,20 @@ async fn wait_event(server: &Server, id: &str, what: &str, pred: impl Fn(&Value)
 
 /// Sends `EVENTS` events from `PRODUCERS` tasks; returns the ids answered 202. Stops early
 /// (without failing) when the server goes away.
-async fn produce(base: String, function: &str, stop_after: Option<usize>) -> Vec<String> {
+/// Sends `EVENTS` events from `PRODUCERS` tasks; `progress` counts the accepts as they come.
+async fn produce(base: String, function: &str, progress: Arc<AtomicUsize>) -> Vec<String> {
     let accepted = Arc::new(Mutex::new(Vec::with_capacity(EVENTS)));
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..PRODUCERS {
         let (accepted, next, base) = (accepted.clone(), next.clone(), base.clone());
+        let progress = progress.clone();
         let url = format!("{base}/v1/functions/{function}/events");
         tasks.push(tokio::spawn(async move {
             let c = client();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= EVENTS || stop_after.is_some_and(|n| accepted.lock().len() >= n) {
+                if i >= EVENTS {
                     return;
                 }
                 match c.post(&url).json(&json!({ "n": i })).send().await {
@@ -257,6 +259,7 @@ async fn produce(base: String, function: &str, stop_after: Option<usize>) -> Vec
                             accepted
                                 .lock()
                                 .push(id.to_str().expect("ascii id").to_owned());
+                            progress.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     Ok(r) => panic!("accept answered {}", r.status()),
@@ -313,12 +316,15 @@ async fn no_accepted_event_is_lost_when_lambent_is_killed_while_accepting() {
     let mut server = start(data.path(), &[]).await;
     let _code = deploy_reporter(&server, "reporter", &sink.url());
     let base = server.base.clone();
-    let producer = tokio::spawn(async move { produce(base, "reporter", None).await });
-    // Kill it while producers are still sending.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let counted = progress.clone();
+    let producer = tokio::spawn(async move { produce(base, "reporter", counted).await });
+    // Kill it a fifth of the way through the accepts, while producers are still sending: on a
+    // fast machine waiting for the sink instead let every accept finish before the kill.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.total.load(Ordering::Relaxed) < 500 {
-        assert!(Instant::now() < deadline, "nothing ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while progress.load(Ordering::Relaxed) < EVENTS / 5 {
+        assert!(Instant::now() < deadline, "too few events were accepted");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill9();
     let accepted = producer.await.expect("producers");
@@ -341,7 +347,7 @@ async fn no_accepted_event_is_lost_when_lambent_is_killed_while_running() {
     let sink = Sink::start(0);
     let mut server = start(data.path(), &[]).await;
     let _code = deploy_reporter(&server, "reporter", &sink.url());
-    let accepted = produce(server.base.clone(), "reporter", None).await;
+    let accepted = produce(server.base.clone(), "reporter", Arc::default()).await;
     assert_eq!(accepted.len(), EVENTS);
     let ran_before = sink.total.load(Ordering::Relaxed);
     assert!(ran_before < EVENTS, "everything ran before the kill");
@@ -369,7 +375,7 @@ async fn no_accepted_event_is_lost_when_lambent_is_killed_while_retrying() {
     let extra = ["--event-retry-delay", "2"];
     let mut server = start(data.path(), &extra).await;
     let _code = deploy_reporter(&server, "reporter", &sink.url());
-    let accepted = produce(server.base.clone(), "reporter", None).await;
+    let accepted = produce(server.base.clone(), "reporter", Arc::default()).await;
     assert_eq!(accepted.len(), EVENTS);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
