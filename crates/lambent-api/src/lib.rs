@@ -18,6 +18,7 @@ mod invoke;
 mod keys;
 pub mod lambda;
 mod routing;
+mod scaling;
 pub mod url_event;
 mod usage;
 
@@ -99,6 +100,13 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .get(routing::get_provisioned)
                 .delete(routing::delete_provisioned),
         )
+        .route(
+            "/v1/functions/{name}/scaling",
+            put(scaling::put_scaling)
+                .get(scaling::get_scaling)
+                .delete(scaling::delete_scaling),
+        )
+        .route("/v1/instances", get(scaling::instances))
         .route(
             "/v1/functions/{name}/admission",
             put(routing::put_admission)
@@ -213,6 +221,7 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
     let s = platform.stats();
     let waiting = platform.event_depth().map_or(0, |(waiting, _)| waiting);
+    let (budget_mb, reserved_mb) = platform.memory_budget();
     let text = format!(
         "# HELP lambent_invocations_total Invocations started.\n\
          # TYPE lambent_invocations_total counter\n\
@@ -244,6 +253,15 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
          # HELP lambent_sandboxes_prewarmed_total Sandboxes started ahead of an expected call (adaptive keep-alive).\n\
          # TYPE lambent_sandboxes_prewarmed_total counter\n\
          lambent_sandboxes_prewarmed_total {}\n\
+         # HELP lambent_sandboxes_evicted_total Idle sandboxes stopped early, least recently used first, to make room.\n\
+         # TYPE lambent_sandboxes_evicted_total counter\n\
+         lambent_sandboxes_evicted_total {}\n\
+         # HELP lambent_node_memory_budget_bytes Memory the instances of this node may reserve together.\n\
+         # TYPE lambent_node_memory_budget_bytes gauge\n\
+         lambent_node_memory_budget_bytes {}\n\
+         # HELP lambent_node_memory_reserved_bytes Memory limits of the instances alive now.\n\
+         # TYPE lambent_node_memory_reserved_bytes gauge\n\
+         lambent_node_memory_reserved_bytes {}\n\
          # HELP lambent_sandboxes Process sandboxes alive now.\n\
          # TYPE lambent_sandboxes gauge\n\
          lambent_sandboxes {}\n\
@@ -290,6 +308,9 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.sandboxes.started,
         s.sandboxes.reaped,
         s.sandboxes.prewarmed,
+        s.sandboxes.evicted,
+        budget_mb << 20,
+        reserved_mb << 20,
         s.sandboxes.live,
         s.sandboxes.idle,
         s.throttles,
@@ -371,6 +392,18 @@ fn function_metrics(platform: &Platform) -> String {
         let _ = writeln!(
             out,
             "lambent_function_concurrent_executions{{function=\"{f}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lambent_function_instances Instances of a function now, busy or idle (warm).\n\
+         # TYPE lambent_function_instances gauge"
+    );
+    for (f, busy, idle) in platform.instances_by_function() {
+        let _ = writeln!(
+            out,
+            "lambent_function_instances{{function=\"{f}\",state=\"busy\"}} {busy}\n\
+             lambent_function_instances{{function=\"{f}\",state=\"idle\"}} {idle}"
         );
     }
     for (name, help, pick) in [

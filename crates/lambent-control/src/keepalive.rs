@@ -188,6 +188,11 @@ impl KeepAlive {
         }
     }
 
+    /// The policy of functions without their own.
+    pub fn default_policy(&self) -> KeepAlivePolicy {
+        self.default
+    }
+
     /// Sets (or clears) one function's own policy.
     pub fn set_policy(&self, function: &str, policy: Option<KeepAlivePolicy>) {
         self.functions

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod concurrency;
 mod events;
+mod instances;
 pub mod keepalive;
 pub mod meter;
 mod platform;

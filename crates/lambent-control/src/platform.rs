@@ -12,7 +12,8 @@ use lambent_core::limits::{ACCOUNT_ID, LOG_TAIL_BYTES, MAX_CODE_BYTES, MAX_SYNC_
 use lambent_core::{
     Alias, AliasError, AliasName, ConfigError, DEFAULT_TENANT, FunctionConfig, FunctionCreate,
     FunctionName, FunctionUpdate, FunctionUrlConfig, FunctionVersion, InvocationOutcome,
-    InvocationRecord, NameError, Qualifier, Runtime, RuntimeFamily, Selector,
+    InvocationRecord, KeepAliveSetting, MemoryBudget, MemoryReservation, NameError, Qualifier,
+    Runtime, RuntimeFamily, ScalingConfig, Selector,
 };
 use lambent_sandbox::{
     FunctionSpec, InvokeInput, PackageError, ProcessExecutor, SandboxConfig, SandboxStats,
@@ -29,8 +30,9 @@ use parking_lot::RwLock;
 use tokio::sync::OnceCell;
 
 use crate::auth::{Bootstrap, KeyError, KeyRing};
-use crate::concurrency::{Concurrency, Permit};
+use crate::concurrency::Concurrency;
 use crate::events::{EventStats, Events, EventsConfig};
+use crate::instances::{Seat, SharedInstances};
 use crate::keepalive::{KeepAlive, KeepAlivePolicy};
 use crate::meter::{FunctionMetrics, Sample};
 use crate::recorder::InvocationRecorder;
@@ -145,6 +147,8 @@ pub struct PlatformConfig {
     pub adaptive_keep_alive: bool,
     /// Sandboxes that may exist at once.
     pub max_sandboxes: usize,
+    /// Memory in MB that instances of this node may reserve together (their memory limits).
+    pub memory_budget_mb: u64,
     /// The region name in ARNs and `AWS_REGION`, and the one requests must be signed for.
     pub region: String,
     /// Concurrent executions the account may have at once.
@@ -253,7 +257,15 @@ pub struct Platform {
     engine: Arc<WasmEngine>,
     sandbox: Result<ProcessExecutor, String>,
     max_sandboxes: usize,
-    keep_alive: Arc<KeepAlive>,
+    pub(crate) keep_alive: Arc<KeepAlive>,
+    /// The platform's keep-alive (fixed, or the adaptive policy's fallback).
+    pub(crate) default_keep_alive: Duration,
+    /// The node's memory budget, shared by sandboxes and wasm instances.
+    budget: Arc<MemoryBudget>,
+    /// Wasm instances that serve several calls at once.
+    shared: SharedInstances,
+    /// Functions' own scaling settings.
+    pub(crate) scaling: RwLock<HashMap<FunctionName, ScalingConfig>>,
     pub(crate) region: String,
     pub(crate) data_dir: PathBuf,
     versions: RwLock<HashMap<(FunctionName, Qualifier), Arc<ResolvedVersion>>>,
@@ -308,6 +320,7 @@ impl Platform {
         } else {
             KeepAlivePolicy::Fixed(config.keep_alive)
         }));
+        let budget = MemoryBudget::new(config.memory_budget_mb);
         let sandbox = match &config.sandbox_helper {
             None => Err("process runtimes are disabled in this server".to_owned()),
             Some(helper) => ProcessExecutor::new(SandboxConfig {
@@ -315,6 +328,7 @@ impl Platform {
                 helper: helper.clone(),
                 keep_alive: config.keep_alive,
                 max_sandboxes: config.max_sandboxes,
+                budget: budget.clone(),
                 advisor: Some(keep_alive.clone()),
             })
             .map_err(|e| e.to_string()),
@@ -341,6 +355,15 @@ impl Platform {
                 concurrency.set_max_wait(&name, Some(Duration::from_millis(u64::from(ms))));
             }
         }
+        let mut scaling = HashMap::new();
+        for (name, settings) in metadata.scaling()? {
+            if let Ok(name) = FunctionName::new(&name) {
+                if let Some(policy) = keep_alive_policy(settings.keep_alive, config.keep_alive) {
+                    keep_alive.set_policy(name.as_str(), Some(policy));
+                }
+                scaling.insert(name, settings);
+            }
+        }
         let urls = metadata
             .urls()?
             .into_iter()
@@ -352,6 +375,10 @@ impl Platform {
             concurrency,
             max_sandboxes: config.max_sandboxes,
             keep_alive,
+            default_keep_alive: config.keep_alive,
+            budget,
+            shared: SharedInstances::default(),
+            scaling: RwLock::new(scaling),
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
@@ -733,6 +760,8 @@ impl Platform {
             sandbox.forget_provisioned(name.as_str());
         }
         self.keep_alive.forget(name.as_str());
+        self.shared.forget(name);
+        self.scaling.write().remove(name);
         self.retire(name, None);
         self.collect_garbage(hashes);
         self.forget_events_of(name).await;
@@ -889,7 +918,7 @@ impl Platform {
         let refused = refusal(Instant::now());
         let qualifier = self.route(name, selector).map_err(&refused)?;
         let resolved = self.resolve(name, qualifier).map_err(&refused)?;
-        let permit = self.concurrency.acquire_waiting(name).await.map_err(|t| {
+        let seat = self.seat(name, &resolved).await.map_err(|e| {
             self.throttles.fetch_add(1, Ordering::Relaxed);
             self.recorder.meter().throttle(
                 DEFAULT_TENANT,
@@ -897,7 +926,7 @@ impl Platform {
                 &resolved.version.version.to_string(),
                 now_ms(),
             );
-            refused(InvokeError::Throttled(t).into())
+            refused(e.into())
         })?;
         // Billing starts when the call has its slot: time spent waiting in the admission
         // queue is not the function's.
@@ -914,7 +943,7 @@ impl Platform {
                     id,
                     started,
                     started_at_ms,
-                    _permit: permit,
+                    _seat: seat,
                 };
                 return self.invoke_process(&resolved, dir, request, call).await;
             }
@@ -928,6 +957,7 @@ impl Platform {
         }
         let ctx = InvokeContext {
             memory_bytes: v.config.memory_mb as usize * MB,
+            shared_memory: seat.shared_memory(),
             timeout: Duration::from_secs(u64::from(v.config.timeout_s)),
             environment: v
                 .config
@@ -950,10 +980,10 @@ impl Platform {
             let call = call.clone();
             let recorder = self.recorder.clone();
             let errors = self.invocation_errors.clone();
-            // The slot is given back when the guest has finished (or the call was dropped).
-            let permit = permit;
+            // The seat is given back when the guest has finished (or the call was dropped).
+            let seat = seat;
             Box::new(move |c: Completion| {
-                let _permit = &permit;
+                let _seat = &seat;
                 let init = load + c.init;
                 match c.result {
                     Ok(()) => call.keep(&recorder, None, init, c.logs),
@@ -985,6 +1015,103 @@ impl Platform {
                 })
             }
         }
+    }
+
+    /// Takes a seat for one call: a place on a shared wasm instance with room, or a concurrency
+    /// permit (waiting in line up to the function's admission wait) and, for wasm, the
+    /// instance's memory from the node's budget.
+    async fn seat(
+        &self,
+        name: &FunctionName,
+        resolved: &ResolvedVersion,
+    ) -> Result<Seat, InvokeError> {
+        let config = &resolved.version.config;
+        let wasm = config.runtime.family() == RuntimeFamily::Wasm;
+        let per_instance = if wasm {
+            self.scaling
+                .read()
+                .get(name)
+                .map_or(1, |s| s.instance_concurrency)
+        } else {
+            1
+        };
+        let revision = &resolved.version.revision_id;
+        if per_instance > 1
+            && let Some(seat) = self.shared.join(name, revision, per_instance)
+        {
+            return Ok(seat);
+        }
+        let permit = self
+            .concurrency
+            .acquire_waiting(name)
+            .await
+            .map_err(InvokeError::Throttled)?;
+        if !wasm {
+            return Ok(Seat::Own {
+                _permit: permit,
+                _memory: None,
+            });
+        }
+        let memory = self.reserve_memory(config.memory_mb)?;
+        if per_instance > 1 {
+            let bytes = config.memory_mb as usize * MB;
+            return Ok(self.shared.start(name, revision, permit, memory, bytes));
+        }
+        Ok(Seat::Own {
+            _permit: permit,
+            _memory: Some(memory),
+        })
+    }
+
+    /// Reserves a wasm instance's memory from the node's budget, stopping idle sandboxes (least
+    /// recently used first) if that is what it takes.
+    fn reserve_memory(&self, memory_mb: u32) -> Result<MemoryReservation, InvokeError> {
+        let mb = u64::from(memory_mb);
+        if let Some(r) = self.budget.try_reserve(mb) {
+            return Ok(r);
+        }
+        if let Ok(sandbox) = &self.sandbox
+            && sandbox.evict_idle_for(mb)
+            && let Some(r) = self.budget.try_reserve(mb)
+        {
+            return Ok(r);
+        }
+        Err(InvokeError::Capacity(format!(
+            "the node's memory budget is taken: {} of {} MB are reserved by running or provisioned instances, and this function needs {mb} MB; a higher instanceConcurrency lets calls share an instance's memory",
+            self.budget.reserved_mb(),
+            self.budget.limit_mb()
+        )))
+    }
+
+    /// The node's memory budget.
+    pub fn memory_budget(&self) -> (u64, u64) {
+        (self.budget.limit_mb(), self.budget.reserved_mb())
+    }
+
+    /// Instances per function now: (busy, idle). Sandboxes are counted by the process
+    /// executor; a wasm instance is a concurrency permit (a call alone on its instance, or a
+    /// shared instance however many calls it serves).
+    pub fn instances_by_function(&self) -> Vec<(String, u32, u32)> {
+        let mut out: HashMap<String, (u32, u32)> = HashMap::new();
+        if let Ok(sandbox) = &self.sandbox {
+            for (f, n) in sandbox.instances_by_function() {
+                out.insert(f, (n.live.saturating_sub(n.idle), n.idle));
+            }
+        }
+        for (f, in_flight) in self.concurrency.in_flight_by_function() {
+            // A process-tier call's permit is its sandbox, counted above.
+            if in_flight > 0 && !out.contains_key(f.as_str()) {
+                out.insert(f.to_string(), (in_flight, 0));
+            }
+        }
+        let mut out: Vec<_> = out.into_iter().map(|(f, (b, i))| (f, b, i)).collect();
+        out.sort();
+        out
+    }
+
+    /// Calls running on shared wasm instances, and those instances, per function.
+    pub fn shared_instances(&self) -> HashMap<FunctionName, (u32, u32)> {
+        self.shared.by_function()
     }
 
     /// The executor's view of a version: limits, environment and the code's directory.
@@ -1043,7 +1170,7 @@ impl Platform {
             id,
             started,
             started_at_ms,
-            _permit,
+            _seat,
         } = process_call;
         let v = &resolved.version;
         let refused = refusal(started);
@@ -1214,7 +1341,7 @@ struct ProcessCall {
     id: String,
     started: Instant,
     started_at_ms: i64,
-    _permit: Permit,
+    _seat: Seat,
 }
 
 /// What the record of one call is made from.
@@ -1300,6 +1427,18 @@ impl Call {
             logs,
         });
     }
+}
+
+/// The keep-alive policy of a function's own setting, with the platform's keep-alive as the
+/// adaptive policy's fallback.
+pub(crate) fn keep_alive_policy(
+    setting: Option<KeepAliveSetting>,
+    platform: Duration,
+) -> Option<KeepAlivePolicy> {
+    setting.map(|s| match s {
+        KeepAliveSetting::Fixed(d) => KeepAlivePolicy::Fixed(d),
+        KeepAliveSetting::Adaptive => KeepAlivePolicy::Adaptive { fallback: platform },
+    })
 }
 
 fn not_found(name: &FunctionName, qualifier: Qualifier) -> ControlError {

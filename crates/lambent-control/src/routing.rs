@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use lambent_core::limits::{MAX_CODE_BYTES, MAX_UNZIPPED_CODE_BYTES};
 use lambent_core::{
-    Alias, AliasName, FunctionName, FunctionUrlConfig, Qualifier, Selector, UrlAuthType,
+    Alias, AliasName, FunctionName, FunctionUrlConfig, Qualifier, ScalingConfig, Selector,
+    UrlAuthType,
 };
 use lambent_store::AccountUsage;
 use lambent_store::metadata::now_rfc3339;
 
 use crate::auth::{Bootstrap, KeyRing};
-use crate::platform::{ControlError, MAX_ADMISSION_WAIT, Platform, new_id};
+use crate::keepalive::KeepAlivePolicy;
+use crate::platform::{ControlError, MAX_ADMISSION_WAIT, Platform, keep_alive_policy, new_id};
 
 /// What a caller may change on an alias; absent fields stay.
 #[derive(Debug, Clone, Default)]
@@ -281,6 +283,51 @@ impl Platform {
         self.metadata.delete_admission_wait(name)?;
         self.concurrency.set_max_wait(name, None);
         Ok(())
+    }
+
+    /// Sets a function's own scaling settings: calls per instance, and its keep-alive.
+    pub async fn put_scaling(
+        &self,
+        name: &FunctionName,
+        scaling: ScalingConfig,
+    ) -> Result<ScalingConfig, ControlError> {
+        let _guard = self.writes.lock().await;
+        let latest = self.get(name, Qualifier::Latest)?;
+        scaling
+            .check(latest.config.runtime.family())
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        self.metadata.put_scaling(name, &scaling)?;
+        self.keep_alive.set_policy(
+            name.as_str(),
+            keep_alive_policy(scaling.keep_alive, self.default_keep_alive),
+        );
+        self.scaling.write().insert(name.clone(), scaling);
+        Ok(scaling)
+    }
+
+    /// A function's scaling settings: its own, if any, and the ones that apply.
+    pub fn scaling(
+        &self,
+        name: &FunctionName,
+    ) -> Result<(Option<ScalingConfig>, ScalingConfig), ControlError> {
+        self.get(name, Qualifier::Latest)?;
+        let own = self.scaling.read().get(name).copied();
+        Ok((own, own.unwrap_or_default()))
+    }
+
+    /// Removes a function's own scaling settings (the platform's apply again).
+    pub async fn delete_scaling(&self, name: &FunctionName) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        self.metadata.delete_scaling(name)?;
+        self.keep_alive.set_policy(name.as_str(), None);
+        self.scaling.write().remove(name);
+        Ok(())
+    }
+
+    /// The platform's keep-alive policy, for functions without their own.
+    pub fn default_keep_alive_policy(&self) -> KeepAlivePolicy {
+        self.keep_alive.default_policy()
     }
 
     /// Limits and usage of this install.

@@ -8,15 +8,18 @@
 #![forbid(unsafe_code)]
 
 pub mod alias;
+pub mod budget;
 pub mod event;
 pub mod function;
 pub mod invocation;
 pub mod limits;
 pub mod name;
+pub mod scaling;
 pub mod schedule;
 pub mod sigv4;
 
 pub use alias::{Alias, AliasError, FunctionUrlConfig, UrlAuthType};
+pub use budget::{MemoryBudget, MemoryReservation};
 pub use event::{Destination, EventConfigError, EventInvokeConfig, QueueName, ScheduleName};
 pub use function::{
     ConfigError, FunctionConfig, FunctionCreate, FunctionUpdate, FunctionVersion, NodeName,
@@ -27,3 +30,4 @@ pub use invocation::{
     UsageSums, billed_ms, gb_seconds,
 };
 pub use name::{AliasName, FunctionName, NameError, Qualifier, Selector, Target};
+pub use scaling::{KeepAliveSetting, ScalingConfig, ScalingError};

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lambent_core::{InvokeError, RuntimeFamily};
+use lambent_core::{InvokeError, MemoryBudget, MemoryReservation, RuntimeFamily};
 use parking_lot::Mutex;
 
 pub use cgroup::CgroupDriver;
@@ -84,6 +84,9 @@ pub struct SandboxConfig {
     pub keep_alive: Duration,
     /// Sandboxes that may exist at once.
     pub max_sandboxes: usize,
+    /// The node's memory budget, shared with the wasm executor: each sandbox reserves its
+    /// memory limit for as long as it lives.
+    pub budget: Arc<MemoryBudget>,
     /// Decides per function how long an idle instance stays and when one is started again
     /// ahead of a call; without one every function gets `keep_alive`.
     pub advisor: Option<Arc<dyn KeepAliveAdvisor>>,
@@ -195,6 +198,8 @@ pub struct SandboxStats {
     pub reaped: u64,
     /// Sandboxes started ahead of an expected call by the keep-alive policy.
     pub prewarmed: u64,
+    /// Idle sandboxes stopped early to make room for another.
+    pub evicted: u64,
     /// Sandboxes alive now.
     pub live: u64,
     /// Of those, idle and warm.
@@ -237,13 +242,28 @@ pub struct ProvisionedStatus {
     pub allocated: u32,
 }
 
-/// A place among the node's sandboxes, given back when dropped.
-struct Slot(Arc<AtomicUsize>);
+/// A place among the node's sandboxes and its memory, given back when dropped.
+struct Slot {
+    live: Arc<AtomicUsize>,
+    /// The function's count of live sandboxes.
+    function: Arc<AtomicU32>,
+    _memory: MemoryReservation,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.function.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// A function's sandboxes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FunctionInstances {
+    /// Alive, idle or busy.
+    pub live: u32,
+    /// Of those, idle and warm.
+    pub idle: u32,
 }
 
 type VersionKey = (String, String);
@@ -260,6 +280,8 @@ struct Pools {
     prewarms: HashMap<(String, VersionKey), Prewarm>,
     /// Provisioned concurrency per (function, version).
     provisioned: HashMap<(String, String), Provisioned>,
+    /// Live sandboxes per function (counted by their slots).
+    live: HashMap<String, Arc<AtomicU32>>,
 }
 
 struct Inner {
@@ -276,6 +298,7 @@ struct Inner {
     started: AtomicU64,
     reaped: AtomicU64,
     prewarmed: AtomicU64,
+    evicted: AtomicU64,
     reaper_running: AtomicBool,
     /// Set at shutdown: nothing starts any more.
     stopped: AtomicBool,
@@ -360,6 +383,7 @@ impl ProcessExecutor {
                 started: AtomicU64::new(0),
                 reaped: AtomicU64::new(0),
                 prewarmed: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
                 stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
@@ -425,6 +449,7 @@ impl ProcessExecutor {
             started: self.inner.started.load(Ordering::Relaxed),
             reaped: self.inner.reaped.load(Ordering::Relaxed),
             prewarmed: self.inner.prewarmed.load(Ordering::Relaxed),
+            evicted: self.inner.evicted.load(Ordering::Relaxed),
             live: self.inner.live.load(Ordering::Relaxed) as u64,
             idle: idle as u64,
         }
@@ -571,42 +596,27 @@ impl ProcessExecutor {
         None
     }
 
-    /// Reserves a place for a new sandbox, stopping the least recently used idle instance of any
-    /// function if the node is full.
-    fn reserve(&self) -> Result<Slot, InvokeError> {
-        let max = self.inner.config.max_sandboxes;
+    /// Reserves a place for a new sandbox of `spec`, stopping idle instances of any function,
+    /// least recently used first, while the node is full (by count or by memory).
+    fn reserve(&self, spec: &FunctionSpec) -> Result<Slot, InvokeError> {
         loop {
-            if let Some(slot) = self.free_slot() {
+            if let Some(slot) = self.free_slot(spec) {
                 return Ok(slot);
             }
-            let victim = {
-                let mut pools = self.inner.pools.lock();
-                let oldest = pools
-                    .idle
-                    .iter()
-                    .flat_map(|(f, versions)| {
-                        versions.iter().filter_map(move |(k, list)| {
-                            // Provisioned instances are never evicted.
-                            list.iter()
-                                .enumerate()
-                                .find(|(_, p)| p.provisioned.is_none())
-                                .map(|(i, p)| (p.last_used, f.clone(), k.clone(), i))
-                        })
-                    })
-                    .min_by_key(|(t, _, _, _)| *t);
-                oldest.and_then(|(_, f, k, i)| {
-                    let list = pools.idle.get_mut(&f)?.get_mut(&k)?;
-                    (i < list.len()).then(|| list.remove(i))
-                })
-            };
-            match victim {
-                // Dropping it frees its slot; then try again.
-                Some(v) => drop(v),
-                None => {
-                    return Err(InvokeError::Capacity(format!(
-                        "all {max} sandboxes of this node are busy"
-                    )));
-                }
+            if !self.evict_one() {
+                let max = self.inner.config.max_sandboxes;
+                let budget = &self.inner.config.budget;
+                let live = self.inner.live.load(Ordering::Acquire);
+                return Err(InvokeError::Capacity(if live >= max {
+                    format!("all {max} sandboxes of this node are busy")
+                } else {
+                    format!(
+                        "the node's memory budget is taken: {} of {} MB are reserved by busy or provisioned instances, and this function needs {} MB",
+                        budget.reserved_mb(),
+                        budget.limit_mb(),
+                        spec.memory_mb
+                    )
+                }));
             }
         }
     }
@@ -636,7 +646,7 @@ impl ProcessExecutor {
         let (mut pooled, cold_start, init, mut log) = match self.take_idle(spec) {
             Some(p) => (p, false, Duration::ZERO, String::new()),
             None => {
-                let slot = self.reserve().map_err(|error| InvokeFailure {
+                let slot = self.reserve(spec).map_err(|error| InvokeFailure {
                     error,
                     logs: String::new(),
                     cold_start: true,
@@ -786,7 +796,7 @@ impl ProcessExecutor {
     /// Starts an instance ahead of an expected call and keeps it warm for its window. A
     /// pre-warm never evicts another function's instance: it only uses free room.
     async fn prewarm(&self, p: Prewarm) {
-        let Some(slot) = self.free_slot() else {
+        let Some(slot) = self.free_slot(&p.spec) else {
             return;
         };
         if self
@@ -810,14 +820,110 @@ impl ProcessExecutor {
         }
     }
 
-    /// A place for a new sandbox if the node has room, without evicting anything.
-    fn free_slot(&self) -> Option<Slot> {
+    /// A place for a new sandbox of `spec` if the node has room (a sandbox and its memory
+    /// limit), without evicting anything.
+    fn free_slot(&self, spec: &FunctionSpec) -> Option<Slot> {
         let live = &self.inner.live;
         live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < self.inner.config.max_sandboxes).then_some(n + 1)
         })
-        .ok()
-        .map(|_| Slot(live.clone()))
+        .ok()?;
+        let Some(memory) = self
+            .inner
+            .config
+            .budget
+            .try_reserve(u64::from(spec.memory_mb))
+        else {
+            live.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        };
+        let function = self
+            .inner
+            .pools
+            .lock()
+            .live
+            .entry(spec.function.clone())
+            .or_default()
+            .clone();
+        function.fetch_add(1, Ordering::AcqRel);
+        Some(Slot {
+            live: live.clone(),
+            function,
+            _memory: memory,
+        })
+    }
+
+    /// Stops the least recently used idle instance that provisioned concurrency does not
+    /// keep; false if there is none.
+    fn evict_one(&self) -> bool {
+        let victim = {
+            let mut pools = self.inner.pools.lock();
+            let oldest = pools
+                .idle
+                .iter()
+                .flat_map(|(f, versions)| {
+                    versions.iter().filter_map(move |(k, list)| {
+                        list.iter()
+                            .enumerate()
+                            .filter(|(_, p)| p.provisioned.is_none())
+                            .min_by_key(|(_, p)| p.last_used)
+                            .map(|(i, p)| (p.last_used, f.clone(), k.clone(), i))
+                    })
+                })
+                .min_by_key(|(t, _, _, _)| *t);
+            oldest.and_then(|(_, f, k, i)| {
+                let list = pools.idle.get_mut(&f)?.get_mut(&k)?;
+                (i < list.len()).then(|| list.remove(i))
+            })
+        };
+        match victim {
+            Some(v) => {
+                self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(idle_for = ?v.last_used.elapsed(), "evicting an idle sandbox to make room");
+                // Dropping it stops the sandbox and frees its slot and memory.
+                drop(v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops idle instances, least recently used first, until `mb` of the node's memory
+    /// budget is free (for a wasm call); false if busy or provisioned instances hold too much.
+    pub fn evict_idle_for(&self, mb: u64) -> bool {
+        loop {
+            if self.inner.config.budget.free_mb() >= mb {
+                return true;
+            }
+            if !self.evict_one() {
+                return false;
+            }
+        }
+    }
+
+    /// Live and idle sandboxes per function.
+    pub fn instances_by_function(&self) -> Vec<(String, FunctionInstances)> {
+        let pools = self.inner.pools.lock();
+        let mut out: Vec<(String, FunctionInstances)> = pools
+            .live
+            .iter()
+            .map(|(f, live)| {
+                let idle = pools
+                    .idle
+                    .get(f)
+                    .map_or(0, |v| v.values().map(Vec::len).sum::<usize>());
+                (
+                    f.clone(),
+                    FunctionInstances {
+                        live: live.load(Ordering::Acquire),
+                        idle: u32::try_from(idle).unwrap_or(u32::MAX),
+                    },
+                )
+            })
+            .filter(|(_, n)| n.live > 0)
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Starts an instance of `spec` into the idle pool, kept for `keep` (or, provisioned,
@@ -980,7 +1086,7 @@ impl ProcessExecutor {
         let mut wanted = wanted.into_iter();
         while let Some((spec, epoch, alive, starting)) = wanted.next() {
             // Provisioned instances may evict idle on-demand ones, like a call would.
-            let Ok(slot) = self.reserve() else {
+            let Ok(slot) = self.reserve(&spec) else {
                 starting.fetch_sub(1, Ordering::AcqRel);
                 for (_, _, _, s) in wanted {
                     s.fetch_sub(1, Ordering::AcqRel);

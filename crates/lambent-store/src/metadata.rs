@@ -151,6 +151,12 @@ CREATE TABLE IF NOT EXISTS function_admission (
     function      TEXT    PRIMARY KEY,
     max_wait_ms   INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS function_scaling (
+    function              TEXT    PRIMARY KEY,
+    instance_concurrency  INTEGER NOT NULL,
+    keep_alive            TEXT,               -- NULL: the platform's; 'adaptive'; 'fixed'
+    keep_alive_s          INTEGER             -- for 'fixed'
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS function_urls (
     function      TEXT    NOT NULL,
     alias         TEXT    NOT NULL,          -- '' for the unqualified function
@@ -538,6 +544,7 @@ impl MetadataStore {
             "DELETE FROM function_urls WHERE function = ?1",
             "DELETE FROM function_concurrency WHERE function = ?1",
             "DELETE FROM function_admission WHERE function = ?1",
+            "DELETE FROM function_scaling WHERE function = ?1",
             "DELETE FROM function_provisioned WHERE function = ?1",
         ] {
             tx.execute(table, [name.as_str()])?;

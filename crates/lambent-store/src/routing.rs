@@ -4,7 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use lambent_core::{Alias, AliasName, FunctionName, FunctionUrlConfig, Qualifier, UrlAuthType};
+use std::time::Duration;
+
+use lambent_core::{
+    Alias, AliasName, FunctionName, FunctionUrlConfig, KeepAliveSetting, Qualifier, ScalingConfig,
+    UrlAuthType,
+};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::metadata::{MetadataError, MetadataStore, is_unique_violation, version_number};
@@ -393,6 +398,65 @@ impl MetadataStore {
         let mut stmt =
             conn.prepare_cached("SELECT function, max_wait_ms FROM function_admission")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ----- scaling settings ---------------------------------------------------------------
+
+    /// Sets `function`'s own scaling settings.
+    pub fn put_scaling(
+        &self,
+        function: &FunctionName,
+        scaling: &ScalingConfig,
+    ) -> Result<(), MetadataError> {
+        let (policy, seconds) = match scaling.keep_alive {
+            None => (None, None),
+            Some(KeepAliveSetting::Adaptive) => (Some("adaptive"), None),
+            Some(KeepAliveSetting::Fixed(d)) => (Some("fixed"), Some(d.as_secs())),
+        };
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        function_exists(&tx, function)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO function_scaling (function, instance_concurrency, keep_alive, keep_alive_s) VALUES (?1, ?2, ?3, ?4)",
+            params![function.as_str(), scaling.instance_concurrency, policy, seconds],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes `function`'s own scaling settings; true if it had some.
+    pub fn delete_scaling(&self, function: &FunctionName) -> Result<bool, MetadataError> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM function_scaling WHERE function = ?1",
+            [function.as_str()],
+        )? > 0)
+    }
+
+    /// Every function's own scaling settings.
+    pub fn scaling(&self) -> Result<BTreeMap<String, ScalingConfig>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT function, instance_concurrency, keep_alive, keep_alive_s FROM function_scaling",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let keep_alive = match (
+                r.get::<_, Option<String>>(2)?.as_deref(),
+                r.get::<_, Option<u64>>(3)?,
+            ) {
+                (Some("adaptive"), _) => Some(KeepAliveSetting::Adaptive),
+                (Some("fixed"), Some(s)) => Some(KeepAliveSetting::Fixed(Duration::from_secs(s))),
+                _ => None,
+            };
+            Ok((
+                r.get::<_, String>(0)?,
+                ScalingConfig {
+                    instance_concurrency: r.get(1)?,
+                    keep_alive,
+                },
+            ))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -234,7 +234,7 @@ impl WasmEngine {
             .args(&[ctx.script_name.as_str()]);
         let state = CgiState {
             wasi: wasi.build_p1(),
-            limiter: MemoryLimiter::new(ctx.memory_bytes),
+            limiter: MemoryLimiter::new(ctx.memory_bytes, ctx.shared_memory.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -132,7 +132,7 @@ impl WasmEngine {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: DenyOutbound,
-            limiter: MemoryLimiter::new(ctx.memory_bytes),
+            limiter: MemoryLimiter::new(ctx.memory_bytes, ctx.shared_memory.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -18,11 +18,13 @@ pub mod http;
 mod limits;
 pub mod pipe;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 pub use lambent_core::InvokeError;
+pub use limits::SharedMemory;
 
 pub use engine::{
     CodeError, DEFAULT_MAX_INSTANCES, EPOCH_TICK, EngineError, EngineStats, PreparedCode,
@@ -57,6 +59,9 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
 pub struct InvokeContext {
     /// Memory limit for all the instance's linear memories together, in bytes.
     pub memory_bytes: usize,
+    /// The memory of the instance this call shares with others (per-instance concurrency):
+    /// their linear memories together stay within its limit.
+    pub shared_memory: Option<Arc<SharedMemory>>,
     /// Wall-clock limit for the whole invocation.
     pub timeout: Duration,
     /// Environment variables for the guest.

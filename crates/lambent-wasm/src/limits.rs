@@ -1,6 +1,8 @@
 //! Per-instance limits: the memory limiter, the epoch deadline, and turning wasmtime's errors into
 //! [`InvokeError`]s.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
@@ -24,16 +26,53 @@ pub(crate) struct MemoryExceeded {
 #[error("deadline exceeded")]
 pub(crate) struct DeadlineExceeded;
 
-/// Caps the sum of all linear memories of one instance.
+/// The memory limit of one instance that serves several calls at once (per-instance
+/// concurrency): each call runs in its own store, and their linear memories together stay within
+/// the instance's limit.
+#[derive(Debug)]
+pub struct SharedMemory {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl SharedMemory {
+    /// An instance's memory of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes of linear memory its calls hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// Caps the sum of all linear memories of one call, and of the calls sharing its instance.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     limit: usize,
     used: usize,
+    shared: Option<Arc<SharedMemory>>,
 }
 
 impl MemoryLimiter {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self { limit, used: 0 }
+    pub(crate) fn new(limit: usize, shared: Option<Arc<SharedMemory>>) -> Self {
+        Self {
+            limit,
+            used: 0,
+            shared,
+        }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.used.fetch_sub(self.used, Ordering::AcqRel);
+        }
     }
 }
 
@@ -50,6 +89,23 @@ impl ResourceLimiter for MemoryLimiter {
                 limit: self.limit,
                 wanted: total,
             }));
+        }
+        if let Some(shared) = &self.shared {
+            let grow = total.saturating_sub(self.used);
+            let shrink = self.used.saturating_sub(total);
+            let charged = shared
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    n.saturating_sub(shrink)
+                        .checked_add(grow)
+                        .filter(|t| *t <= shared.limit)
+                });
+            if let Err(n) = charged {
+                return Err(wasmtime::Error::new(MemoryExceeded {
+                    limit: shared.limit,
+                    wanted: n.saturating_add(grow),
+                }));
+            }
         }
         self.used = total;
         Ok(true)
@@ -108,7 +164,7 @@ mod tests {
 
     #[test]
     fn limiter_counts_all_memories() {
-        let mut l = MemoryLimiter::new(10 * MB);
+        let mut l = MemoryLimiter::new(10 * MB, None);
         assert!(l.memory_growing(0, 6 * MB, None).expect("fits"));
         assert!(l.memory_growing(0, 3 * MB, None).expect("fits"));
         let err = l.memory_growing(3 * MB, 5 * MB, None).expect_err("over");
@@ -119,5 +175,31 @@ mod tests {
             } => assert_eq!((limit_mb, wanted_mb), (10, 11)),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn calls_sharing_an_instance_share_its_limit() {
+        let shared = SharedMemory::new(10 * MB);
+        let mut a = MemoryLimiter::new(10 * MB, Some(shared.clone()));
+        let mut b = MemoryLimiter::new(10 * MB, Some(shared.clone()));
+        assert!(a.memory_growing(0, 6 * MB, None).expect("fits"));
+        assert!(b.memory_growing(0, 4 * MB, None).expect("exactly fits"));
+        assert_eq!(shared.used(), 10 * MB);
+        let err = b
+            .memory_growing(4 * MB, 5 * MB, None)
+            .expect_err("over the shared limit");
+        assert!(matches!(
+            classify(&err, Duration::from_secs(1)),
+            InvokeError::OutOfMemory { limit_mb: 10, .. }
+        ));
+        drop(a);
+        assert_eq!(
+            shared.used(),
+            4 * MB,
+            "a finished call gives its memory back"
+        );
+        assert!(b.memory_growing(4 * MB, 9 * MB, None).expect("room again"));
+        drop(b);
+        assert_eq!(shared.used(), 0);
     }
 }

@@ -672,6 +672,8 @@ pub async fn run(
             clear,
         } => provisioned(&api, json, &target, count, clear).await,
         Command::Usage(args) => crate::usage_cli::usage(&api, json, args).await,
+        Command::Scaling(args) => crate::scale_cli::scaling(&api, json, args).await,
+        Command::Top(args) => crate::scale_cli::top(&api, json, args).await,
         Command::Events {
             id,
             function,

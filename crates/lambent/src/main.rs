@@ -6,6 +6,7 @@ mod client;
 mod credentials;
 mod events_cli;
 mod manifest;
+mod scale_cli;
 mod serve;
 mod usage_cli;
 mod zipdir;
@@ -175,6 +176,12 @@ enum Command {
     /// The window is the last day unless --since or --from/--to say otherwise; usage is kept
     /// per minute, so the first minute of the window counts whole.
     Usage(usage_cli::UsageArgs),
+    /// Show or set a function's scaling: calls per instance (WebAssembly functions) and its own
+    /// keep-alive policy. `lambent scaling NAME --instance-concurrency 50`.
+    Scaling(scale_cli::ScalingArgs),
+    /// A live view of the functions: calls/s, errors, 429s, cold starts, p50/p99, calls in
+    /// flight, busy and idle instances.
+    Top(scale_cli::TopArgs),
     /// Show an asynchronous invocation (event), or list recent ones.
     Events {
         /// One event's id (as printed by `lambent invoke --async`).

@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// How many process sandboxes may exist at once, busy or idle.
     #[arg(long, default_value_t = DEFAULT_MAX_SANDBOXES)]
     max_sandboxes: usize,
+    /// MB of memory that instances may reserve together (each reserves its memory limit while
+    /// it exists: a sandbox while it lives, a wasm instance while it serves calls). When it is
+    /// taken, idle instances are stopped least recently used first, then calls get 429.
+    /// Default: 80% of the host's memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(128..))]
+    memory_budget_mb: Option<u64>,
     /// Region name in function ARNs and AWS_REGION.
     #[arg(long, env = "LAMBENT_REGION", default_value = lambent_core::limits::DEFAULT_REGION)]
     region: String,
@@ -265,6 +271,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .context("--keep-alive must be a non-negative number of seconds")?,
             adaptive_keep_alive: args.keep_alive_policy == "adaptive",
             max_sandboxes: args.max_sandboxes,
+            memory_budget_mb: match args.memory_budget_mb {
+                Some(mb) => mb,
+                None => host_memory_mb()
+                    .map(lambent_core::budget::default_budget_mb)
+                    .context(
+                        "cannot read the host's memory from /proc/meminfo; set --memory-budget-mb",
+                    )?,
+            },
             region: args.region.clone(),
             account_concurrency: args.account_concurrency,
             admission_wait: std::time::Duration::from_millis(u64::from(args.admission_wait_ms)),
@@ -319,4 +333,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     platform.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The host's memory in MB (`MemTotal` in /proc/meminfo).
+fn host_memory_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
 }

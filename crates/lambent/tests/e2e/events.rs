@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, expect_error};
+use crate::harness::{Server, client, expect_error, get_json};
 
 /// Events in each durability test.
 const EVENTS: usize = 10_000;
@@ -192,16 +192,6 @@ async fn post_json(server: &Server, path: &str, body: Value) -> reqwest::Respons
         .send()
         .await
         .expect("request")
-}
-
-async fn get_json(server: &Server, path: &str) -> Value {
-    let r = client()
-        .get(server.url(path))
-        .send()
-        .await
-        .expect("request");
-    assert!(r.status().is_success(), "GET {path}: {}", r.status());
-    r.json().await.expect("json")
 }
 
 /// Accepts one event; its id.

@@ -37,6 +37,13 @@ pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Respons
     client().get(url).send().await
 }
 
+/// GETs `path` of `server`, insists on 200, and parses the JSON.
+pub async fn get_json(server: &Server, path: &str) -> serde_json::Value {
+    let r = get(server.url(path)).await.expect("get");
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.expect("json")
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
@@ -148,15 +155,19 @@ impl Server {
         let _ = child.wait();
     }
 
-    /// Runs the CLI against this server.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+    /// The CLI set up against this server, to run in the background.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
             .env("LAMBENT_ENDPOINT", &self.base)
             .env("LAMBENT_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("LAMBENT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .output()
-            .expect("run the CLI")
+            .env("LAMBENT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
+        c
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().expect("run the CLI")
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.

@@ -5,13 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, expect_error, get};
-
-async fn get_json(server: &Server, path: &str) -> Value {
-    let r = get(server.url(path)).await.expect("get");
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.expect("json")
-}
+use crate::harness::{Server, client, expect_error, get, get_json};
 
 /// Usage grouped by function, polled until `function` shows `calls` calls (a wasm call is
 /// metered when its guest finishes, which can be just after its answer).

@@ -6,10 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, get};
+use crate::harness::{Server, client, get, get_json};
 
 /// A Python function that sleeps for `event["sleep"]` seconds.
 fn deploy_sleeper(server: &Server, name: &str) -> tempfile::TempDir {
+    deploy_sleeper_with(server, name, 128)
+}
+
+/// The sleeper with `memory_mb` of memory.
+fn deploy_sleeper_with(server: &Server, name: &str, memory_mb: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("app.py"),
@@ -18,7 +23,7 @@ fn deploy_sleeper(server: &Server, name: &str) -> tempfile::TempDir {
     .expect("write app.py");
     std::fs::write(
         dir.path().join("lambent.toml"),
-        "runtime = \"python3.12\"\nhandler = \"app.handler\"\nmemory = 128\ntimeout = 30\n",
+        format!("runtime = \"python3.12\"\nhandler = \"app.handler\"\nmemory = {memory_mb}\ntimeout = 30\n"),
     )
     .expect("write lambent.toml");
     let path = dir.path().to_str().expect("utf-8").to_owned();
@@ -78,12 +83,7 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
     loop {
         let mut done = 0;
         for id in &ids {
-            let v: Value = get(server.url(&format!("/v1/events/{id}")))
-                .await
-                .expect("event")
-                .json()
-                .await
-                .expect("json");
+            let v: Value = get_json(&server, &format!("/v1/events/{id}")).await;
             assert_ne!(v["state"], "failed", "{v}");
             if v["state"] == "succeeded" {
                 done += 1;
@@ -119,12 +119,7 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
     );
     let out = server.cli_ok(&["concurrency", "slow", "--clear-wait"]);
     assert!(out.contains("429 at once"), "{out}");
-    let v: Value = get(server.url("/v1/functions/slow/admission"))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let v: Value = get_json(&server, "/v1/functions/slow/admission").await;
     assert_eq!(v, json!({"maxWaitMs": null, "effectiveMaxWaitMs": 0}));
 }
 
@@ -174,12 +169,7 @@ async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
     assert!(out.contains("of 2 instances"), "{out}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v: Value = get(server.url("/v1/functions/ready/provisioned?qualifier=1"))
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let v: Value = get_json(&server, "/v1/functions/ready/provisioned?qualifier=1").await;
         if v["status"] == "READY" {
             assert_eq!(v["allocated"], 2);
             break;
@@ -204,21 +194,18 @@ async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
     assert_eq!(v["init"], "provisioned-concurrency", "{v}");
     assert_eq!(server.metric("lambent_sandboxes_started_total").await, 2);
     // The Lambda API reports the same configuration.
-    let v: Value =
-        get(server.url("/2019-09-30/functions/ready/provisioned-concurrency?Qualifier=1"))
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+    let v: Value = get_json(
+        &server,
+        "/2019-09-30/functions/ready/provisioned-concurrency?Qualifier=1",
+    )
+    .await;
     assert_eq!(v["Status"], "READY", "{v}");
     assert_eq!(v["RequestedProvisionedConcurrentExecutions"], 2);
-    let v: Value = get(server.url("/2019-09-30/functions/ready/provisioned-concurrency?List=ALL"))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let v: Value = get_json(
+        &server,
+        "/2019-09-30/functions/ready/provisioned-concurrency?List=ALL",
+    )
+    .await;
     assert_eq!(
         v["ProvisionedConcurrencyConfigs"].as_array().map(Vec::len),
         Some(1),
@@ -230,4 +217,260 @@ async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
         .await
         .expect("get");
     assert_eq!(r.status(), 404);
+}
+
+/// Calls `name` once with no sleep; returns whether the call was cold.
+async fn cold(server: &Server, name: &str) -> bool {
+    let r = client()
+        .post(server.url(&format!("/v1/functions/{name}/invoke")))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(r.status(), 200, "{name}");
+    r.headers()["x-lambent-cold-start"] == "true"
+}
+
+#[tokio::test]
+async fn node_memory_is_never_oversubscribed_and_idle_instances_make_room_lru() {
+    const MB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), &["--memory-budget-mb", "512"]).await;
+    let _code: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| deploy_sleeper(&server, n))
+        .chain([deploy_sleeper_with(&server, "big", 256)])
+        .collect();
+    assert_eq!(
+        server.metric("lambent_node_memory_budget_bytes").await,
+        512 * MB
+    );
+    for n in ["a", "b", "c"] {
+        assert!(cold(&server, n).await);
+    }
+    assert_eq!(
+        server.metric("lambent_node_memory_reserved_bytes").await,
+        384 * MB
+    );
+    // 256 MB more do not fit: the least recently used idle instance (a's) makes room.
+    assert!(cold(&server, "big").await);
+    assert_eq!(server.metric("lambent_sandboxes_evicted_total").await, 1);
+    assert_eq!(
+        server.metric("lambent_node_memory_reserved_bytes").await,
+        512 * MB
+    );
+    assert!(
+        !cold(&server, "b").await,
+        "b was used after a, so it stayed"
+    );
+    assert!(cold(&server, "a").await, "a was evicted");
+    // That evicted c, the least recently used then; c's return evicts big (256 MB).
+    assert_eq!(server.metric("lambent_sandboxes_evicted_total").await, 2);
+    assert!(cold(&server, "c").await);
+    assert_eq!(server.metric("lambent_sandboxes_evicted_total").await, 3);
+    assert_eq!(
+        server.metric("lambent_node_memory_reserved_bytes").await,
+        384 * MB
+    );
+
+    // Five concurrent slow calls of a: idle b and c make way, four instances fill the budget,
+    // and the fifth call is refused with a message that says why, never oversubscribing.
+    let watcher = {
+        let url = server.url("/metrics");
+        tokio::spawn(async move {
+            let mut peak = 0;
+            for _ in 0..30 {
+                let text = get(&url)
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .expect("text");
+                let reserved: u64 = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("lambent_node_memory_reserved_bytes "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("reserved bytes");
+                peak = peak.max(reserved);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak
+        })
+    };
+    let calls = (0..5).map(|_| {
+        let url = server.url("/v1/functions/a/invoke");
+        async move {
+            let r = client()
+                .post(url)
+                .json(&json!({ "sleep": 2.0 }))
+                .send()
+                .await
+                .expect("invoke");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!((ok, refused.len()), (4, 1), "{answers:?}");
+    assert!(refused[0].1.contains("memory budget"), "{answers:?}");
+    let peak = watcher.await.expect("watcher");
+    assert!(peak <= 512 * MB, "reserved {peak} bytes of a 512 MB budget");
+    assert!(peak >= 384 * MB, "the watcher saw the burst: {peak}");
+}
+
+#[tokio::test]
+async fn wasm_calls_share_instances_up_to_their_instance_concurrency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), &[]).await;
+    // The CGI example spins on /loop until its timeout: a slow call that holds its seat.
+    server.deploy("spin", "cgi-c", &["--timeout", "2"]);
+    server.cli_ok(&["concurrency", "spin", "1"]);
+    let out = server.cli_ok(&["scaling", "spin", "--instance-concurrency", "3"]);
+    assert!(out.contains("3 calls per instance"), "{out}");
+
+    // Reserved concurrency 1 is one instance: with three calls per instance, three calls run
+    // at once and a fourth is refused.
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let url = server.url("/fn/spin/loop");
+            tokio::spawn(async move {
+                // Staggered so the fourth is last in.
+                tokio::time::sleep(Duration::from_millis(100 * i)).await;
+                client()
+                    .get(url)
+                    .send()
+                    .await
+                    .expect("call")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let v: Value = get_json(&server, "/v1/instances").await;
+    let spin = &v["functions"]["spin"];
+    assert_eq!(
+        (spin["busy"].as_u64(), spin["inFlight"].as_u64()),
+        (Some(1), Some(3)),
+        "{v}"
+    );
+    assert_eq!(v["memoryReservedMb"], 128, "one instance's memory: {v}");
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.expect("call"));
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[3], 429, "{statuses:?}");
+    // The last call out gave the instance back.
+    assert_eq!(server.metric("lambent_node_memory_reserved_bytes").await, 0);
+
+    // lambent top sees the calls made while it watches.
+    let top = server
+        .cli_command(&[
+            "top",
+            "spin",
+            "--iterations",
+            "1",
+            "--interval",
+            "1.5",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("top");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        let r = client()
+            .get(server.url("/fn/spin/"))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
+    }
+    let out = top.wait_with_output().expect("top output");
+    assert!(out.status.success());
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON sample");
+    let rows = line["functions"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "only spin: {line}");
+    let calls_per_s = rows[0]["callsPerSecond"].as_f64().expect("rate");
+    assert!(calls_per_s > 0.0 && calls_per_s <= 20.0 / 1.4, "{line}");
+    assert!(rows[0]["p50Ms"].as_f64().is_some(), "{line}");
+
+    // Runtime API functions take one event at a time: the setting is refused, clearly.
+    let _code = deploy_sleeper(&server, "py");
+    let r = client()
+        .put(server.url("/v1/functions/py/scaling"))
+        .json(&json!({ "instanceConcurrency": 4 }))
+        .send()
+        .await
+        .expect("put");
+    let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
+    assert!(message.contains("Runtime API"), "{message}");
+    let r = client()
+        .put(server.url("/v1/functions/spin/scaling"))
+        .json(&json!({ "instanceConcurrency": 1001 }))
+        .send()
+        .await
+        .expect("put");
+    crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
+    server.cli_ok(&["scaling", "spin", "--clear"]);
+    let v: Value = get_json(&server, "/v1/functions/spin/scaling").await;
+    assert_eq!(
+        (v["own"].clone(), v["instanceConcurrency"].clone()),
+        (Value::Null, json!(1))
+    );
+}
+
+#[tokio::test]
+async fn a_function_can_have_its_own_keep_alive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), &["--keep-alive", "600"]).await;
+    let _a = deploy_sleeper(&server, "brief");
+    let _b = deploy_sleeper(&server, "kept");
+    let out = server.cli_ok(&[
+        "scaling",
+        "brief",
+        "--keep-alive",
+        "fixed",
+        "--keep-alive-seconds",
+        "1",
+    ]);
+    assert!(out.contains("keep-alive fixed, 1s"), "{out}");
+    assert!(cold(&server, "brief").await);
+    assert!(cold(&server, "kept").await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.metric("lambent_sandboxes_reaped_total").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "brief's instance was never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        cold(&server, "brief").await,
+        "scaled to zero after its own keep-alive"
+    );
+    assert!(
+        !cold(&server, "kept").await,
+        "the server's 10 minutes still hold for kept"
+    );
+    // The setting survives a restart.
+    let out = server.cli_ok(&["scaling", "brief"]);
+    assert!(
+        out.contains("keep-alive fixed, 1s") && !out.contains("server's"),
+        "{out}"
+    );
+    let r = client()
+        .put(server.url("/v1/functions/brief/scaling"))
+        .json(&json!({ "keepAlivePolicy": "sometimes" }))
+        .send()
+        .await
+        .expect("put");
+    let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
+    assert!(message.contains("fixed or adaptive"), "{message}");
 }
