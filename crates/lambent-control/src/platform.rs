@@ -1220,7 +1220,21 @@ impl Platform {
             cognito_identity: None,
         };
         self.invocations.fetch_add(1, Ordering::Relaxed);
+        // Metered even if the caller goes away mid-call (the future is dropped, and with it
+        // the sandbox): that time was the function's.
+        let mut abandoned = Abandoned {
+            call: Some(Call {
+                id: id.clone(),
+                resolved: resolved.clone(),
+                started,
+                started_at_ms,
+                cold_start: false,
+            }),
+            recorder: &self.recorder,
+            errors: &self.invocation_errors,
+        };
         let result = executor.invoke(&spec, input).await;
+        abandoned.call = None;
         let call = Call {
             id: id.clone(),
             resolved: resolved.clone(),
@@ -1342,6 +1356,31 @@ struct ProcessCall {
     started: Instant,
     started_at_ms: i64,
     _seat: Seat,
+}
+
+/// Records a process call as abandoned if dropped while still holding it.
+struct Abandoned<'a> {
+    call: Option<Call>,
+    recorder: &'a InvocationRecorder,
+    errors: &'a AtomicU64,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            call.record(
+                self.recorder,
+                InvocationOutcome::Abandoned,
+                Some(
+                    "the caller went away before the function answered; its instance was stopped"
+                        .into(),
+                ),
+                Duration::ZERO,
+                String::new(),
+            );
+        }
+    }
 }
 
 /// What the record of one call is made from.

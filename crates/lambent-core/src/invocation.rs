@@ -22,6 +22,8 @@ pub enum InvocationOutcome {
     FunctionError,
     /// The platform could not run the function (no capacity, storage failure).
     PlatformError,
+    /// The caller went away before the function answered; its instance was stopped.
+    Abandoned,
 }
 
 impl InvocationOutcome {
@@ -35,6 +37,7 @@ impl InvocationOutcome {
             InvocationOutcome::Crashed => "crashed",
             InvocationOutcome::FunctionError => "function_error",
             InvocationOutcome::PlatformError => "platform_error",
+            InvocationOutcome::Abandoned => "abandoned",
         }
     }
 
@@ -48,6 +51,7 @@ impl InvocationOutcome {
             InvocationOutcome::Crashed,
             InvocationOutcome::FunctionError,
             InvocationOutcome::PlatformError,
+            InvocationOutcome::Abandoned,
         ]
         .into_iter()
         .find(|o| o.as_str() == s)

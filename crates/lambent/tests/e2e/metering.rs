@@ -219,3 +219,40 @@ async fn metering_sums_match_the_calls_made() {
         .expect("get");
     expect_error(r, 400, "InvalidParameterValue").await;
 }
+
+#[tokio::test]
+async fn a_call_whose_caller_goes_away_is_still_metered() {
+    let server = Server::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "import time\n\n\ndef handler(event, context):\n    time.sleep(5)\n    return 1\n",
+    )
+    .expect("app.py");
+    let path = code.path().to_str().expect("utf-8");
+    server.cli_ok(&[
+        "deploy",
+        "nap",
+        path,
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+    ]);
+    // The caller gives up after a second; the call had run for that long.
+    let gave_up = client()
+        .post(server.url("/v1/functions/nap/invoke"))
+        .timeout(Duration::from_millis(1000))
+        .json(&json!({}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out");
+    let g = usage_of(&server, "nap", 1).await;
+    assert_eq!(g["errors"], 1, "{g}");
+    let billed = g["billedMs"].as_u64().expect("billed ms");
+    assert!((900..5000).contains(&billed), "billed {billed} ms: {g}");
+    let v = get_json(&server, "/v1/invocations?function=nap").await;
+    let records = v["invocations"].as_array().expect("records");
+    assert_eq!(records.len(), 1, "{v}");
+    assert_eq!(records[0]["outcome"], "abandoned", "{v}");
+}
