@@ -204,6 +204,7 @@ fn provisioned_json(c: &lambent_control::ProvisionedConfig) -> serde_json::Value
         "requested": c.requested,
         "allocated": c.allocated,
         "status": c.status(),
+        "statusReason": c.status_reason,
         "lastModified": c.last_modified,
     })
 }

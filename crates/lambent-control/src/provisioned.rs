@@ -24,13 +24,18 @@ pub struct ProvisionedConfig {
     pub allocated: u32,
     /// When it last changed (RFC 3339).
     pub last_modified: String,
+    /// Why instances cannot start, once several starts in a row failed.
+    pub status_reason: Option<String>,
 }
 
 impl ProvisionedConfig {
-    /// `READY` once every instance is initialised, else `IN_PROGRESS` (Lambda's statuses).
+    /// `READY` once every instance is initialised, `FAILED` while instances cannot start
+    /// (lambent keeps retrying, backing off), else `IN_PROGRESS` (Lambda's statuses).
     pub fn status(&self) -> &'static str {
         if self.allocated >= self.requested {
             "READY"
+        } else if self.status_reason.is_some() {
+            "FAILED"
         } else {
             "IN_PROGRESS"
         }
@@ -137,27 +142,28 @@ impl Platform {
         Ok(rows
             .into_iter()
             .map(|(function, qualifier, requested, updated_ms)| {
-                let allocated = qualifier
+                let (allocated, status_reason) = qualifier
                     .parse::<Selector>()
                     .ok()
                     .and_then(|s| self.main_version(name, &s).ok())
                     .and_then(|v| {
                         let resolved = self.resolve(name, v).ok()?;
                         if resolved.version.config.runtime.is_wasm() {
-                            return Some(requested);
+                            return Some((requested, None));
                         }
                         let executor = self.executor(resolved.version.config.runtime).ok()?;
                         executor
                             .provisioned_status(&function, &v.to_string())
-                            .map(|s| s.allocated)
+                            .map(|s| (s.allocated, s.failure))
                     })
-                    .unwrap_or(0);
+                    .unwrap_or((0, None));
                 ProvisionedConfig {
                     function,
                     qualifier,
                     requested,
                     allocated,
                     last_modified: rfc3339_ms(updated_ms),
+                    status_reason,
                 }
             })
             .collect())

@@ -231,15 +231,29 @@ struct Provisioned {
     requested: u32,
     alive: Arc<AtomicU32>,
     starting: Arc<AtomicU32>,
+    /// Instance starts that failed in a row, and why the last one did.
+    failures: u32,
+    last_error: Option<String>,
+    /// No new start before this, after a failure (backing off).
+    retry_at: Option<Instant>,
 }
 
+/// Failed provisioned starts in a row after which the configuration reports FAILED (it keeps
+/// retrying, backing off).
+pub const PROVISIONED_FAILURES: u32 = 3;
+/// Longest wait between retries of a failing provisioned start.
+const PROVISIONED_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
 /// How far a version's provisioned concurrency is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionedStatus {
     /// Instances asked for.
     pub requested: u32,
     /// Instances initialised and kept (idle or busy).
     pub allocated: u32,
+    /// Why the last instance could not start, once [`PROVISIONED_FAILURES`] starts in a row
+    /// failed.
+    pub failure: Option<String>,
 }
 
 /// A place among the node's sandboxes and its memory, given back when dropped.
@@ -802,6 +816,7 @@ impl ProcessExecutor {
         if self
             .start_kept(&p.spec, p.epoch, slot, Some(p.keep), None)
             .await
+            == Ok(true)
         {
             self.inner.prewarmed.fetch_add(1, Ordering::Relaxed);
         }
@@ -927,8 +942,8 @@ impl ProcessExecutor {
     }
 
     /// Starts an instance of `spec` into the idle pool, kept for `keep` (or, provisioned,
-    /// until its provisioned concurrency is lowered); false if it could not start or its
-    /// function was retired meanwhile.
+    /// until its provisioned concurrency is lowered); false if its function was retired
+    /// meanwhile, and why if it could not start.
     async fn start_kept(
         &self,
         spec: &FunctionSpec,
@@ -936,7 +951,7 @@ impl ProcessExecutor {
         slot: Slot,
         keep: Option<Duration>,
         provisioned: Option<Arc<AtomicU32>>,
-    ) -> bool {
+    ) -> Result<bool, String> {
         let current = self
             .inner
             .pools
@@ -946,15 +961,16 @@ impl ProcessExecutor {
             .copied()
             .unwrap_or(0);
         if current != epoch {
-            return false;
+            return Ok(false);
         }
+        // Counted like a call's cold start: attempts, whether or not the runtime comes up.
+        self.inner.started.fetch_add(1, Ordering::Relaxed);
         match Instance::start(self.launch(), spec).await {
             Ok((instance, _init)) => {
-                self.inner.started.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
                 let mut pools = self.inner.pools.lock();
                 if pools.epochs.get(&spec.function).copied().unwrap_or(0) != epoch {
-                    return false;
+                    return Ok(false);
                 }
                 // A configuration lowered or removed while this instance started makes it an
                 // ordinary idle instance.
@@ -983,11 +999,16 @@ impl ProcessExecutor {
                     .entry((spec.version.clone(), spec.revision.clone()))
                     .or_default()
                     .push(pooled);
-                true
+                Ok(true)
             }
-            Err((e, _)) => {
-                tracing::warn!(function = %spec.function, version = %spec.version, "cannot start an instance ahead of calls: {e:?}");
-                false
+            Err((e, output)) => {
+                let failure = init_failure(spec, "ahead-of-calls", e, output);
+                let reason = match failure.init_error {
+                    Some(f) => format!("{}: {}", f.error_type, f.message),
+                    None => failure.error.to_string(),
+                };
+                tracing::warn!(function = %spec.function, version = %spec.version, "cannot start an instance ahead of calls: {reason}");
+                Err(reason)
             }
         }
     }
@@ -1008,8 +1029,17 @@ impl ProcessExecutor {
                     requested,
                     alive: Arc::default(),
                     starting: Arc::default(),
+                    failures: 0,
+                    last_error: None,
+                    retry_at: None,
                 });
                 entry.requested = requested;
+                if entry.spec.revision != spec.revision {
+                    // New code or configuration: start afresh.
+                    entry.failures = 0;
+                    entry.last_error = None;
+                    entry.retry_at = None;
+                }
                 entry.spec = spec.clone();
             }
             // Idle instances beyond the new number become ordinary ones, which the reaper lets
@@ -1060,9 +1090,15 @@ impl ProcessExecutor {
         pools
             .provisioned
             .get(&(function.to_owned(), version.to_owned()))
-            .map(|p| ProvisionedStatus {
-                requested: p.requested,
-                allocated: p.alive.load(Ordering::Acquire).min(p.requested),
+            .map(|p| {
+                let allocated = p.alive.load(Ordering::Acquire).min(p.requested);
+                ProvisionedStatus {
+                    requested: p.requested,
+                    allocated,
+                    failure: (allocated < p.requested && p.failures >= PROVISIONED_FAILURES)
+                        .then(|| p.last_error.clone())
+                        .flatten(),
+                }
             })
     }
 
@@ -1072,7 +1108,11 @@ impl ProcessExecutor {
         let wanted: Vec<Missing> = {
             let pools = self.inner.pools.lock();
             let mut out = Vec::new();
+            let now = Instant::now();
             for p in pools.provisioned.values() {
+                if p.retry_at.is_some_and(|at| now < at) {
+                    continue;
+                }
                 let have = p.alive.load(Ordering::Acquire) + p.starting.load(Ordering::Acquire);
                 let epoch = pools.epochs.get(&p.spec.function).copied().unwrap_or(0);
                 for _ in have..p.requested {
@@ -1095,11 +1135,45 @@ impl ProcessExecutor {
             };
             let executor = self.clone();
             tokio::spawn(async move {
-                executor
-                    .start_kept(&spec, epoch, slot, None, Some(alive))
+                let outcome = executor
+                    .start_kept(&spec, epoch, slot, None, Some(alive.clone()))
                     .await;
                 starting.fetch_sub(1, Ordering::AcqRel);
+                executor.provisioned_outcome(&spec, &alive, outcome.err());
             });
+        }
+    }
+
+    /// Notes how a provisioned start went: a failure backs the next start off (1 s, doubling,
+    /// up to a minute), a success clears the failures.
+    fn provisioned_outcome(
+        &self,
+        spec: &FunctionSpec,
+        alive: &Arc<AtomicU32>,
+        error: Option<String>,
+    ) {
+        let mut pools = self.inner.pools.lock();
+        let Some(p) = pools
+            .provisioned
+            .get_mut(&(spec.function.clone(), spec.version.clone()))
+            .filter(|p| Arc::ptr_eq(&p.alive, alive))
+        else {
+            return;
+        };
+        match error {
+            None => {
+                p.failures = 0;
+                p.last_error = None;
+                p.retry_at = None;
+            }
+            Some(e) => {
+                p.failures = p.failures.saturating_add(1);
+                let backoff = Duration::from_secs(1)
+                    .saturating_mul(1 << p.failures.min(7).saturating_sub(1))
+                    .min(PROVISIONED_MAX_BACKOFF);
+                p.retry_at = Some(Instant::now() + backoff);
+                p.last_error = Some(e);
+            }
         }
     }
 

@@ -946,6 +946,9 @@ async fn provisioned(
             text(&r, "requested"),
             text(&r, "status")
         );
+        if let Some(reason) = r["statusReason"].as_str() {
+            println!("  instances cannot start: {reason}");
+        }
     }
     Ok(())
 }

@@ -53,14 +53,18 @@ fn config_json(c: &ProvisionedConfig, region: &str) -> Value {
             c.function
         ),
     };
-    json!({
+    let mut v = json!({
         "FunctionArn": arn,
         "RequestedProvisionedConcurrentExecutions": c.requested,
         "AvailableProvisionedConcurrentExecutions": c.allocated,
         "AllocatedProvisionedConcurrentExecutions": c.allocated,
         "Status": c.status(),
         "LastModified": c.last_modified,
-    })
+    });
+    if let Some(reason) = &c.status_reason {
+        v["StatusReason"] = json!(reason);
+    }
+    v
 }
 
 /// `PutProvisionedConcurrencyConfig`.

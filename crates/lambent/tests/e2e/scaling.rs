@@ -474,3 +474,53 @@ async fn a_function_can_have_its_own_keep_alive() {
     let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
     assert!(message.contains("fixed or adaptive"), "{message}");
 }
+
+#[tokio::test]
+async fn provisioned_instances_that_cannot_start_report_failed_and_back_off() {
+    let server = Server::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "raise RuntimeError('no database')\n",
+    )
+    .expect("app.py");
+    let path = code.path().to_str().expect("utf-8");
+    server.cli_ok(&[
+        "deploy",
+        "broken",
+        path,
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+    ]);
+    server.cli_ok(&["publish", "broken"]);
+    server.cli_ok(&["provisioned", "broken:1", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let v = get_json(
+            &server,
+            "/2019-09-30/functions/broken/provisioned-concurrency?Qualifier=1",
+        )
+        .await;
+        if v["Status"] == "FAILED" {
+            break v;
+        }
+        assert_eq!(v["Status"], "IN_PROGRESS", "{v}");
+        assert!(Instant::now() < deadline, "never FAILED: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reason = v["StatusReason"].as_str().expect("reason");
+    assert!(reason.contains("no database"), "{v}");
+    assert_eq!(v["AllocatedProvisionedConcurrentExecutions"], 0);
+    // Backing off: a few starts, not one every reaper tick for each of the two instances.
+    let started = server.metric("lambent_sandboxes_started_total").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let more = server.metric("lambent_sandboxes_started_total").await - started;
+    assert!(more <= 2, "{more} more starts in 3 s while backing off");
+    let out = server.cli_ok(&["provisioned", "broken"]);
+    assert!(
+        out.contains("FAILED") && out.contains("no database"),
+        "{out}"
+    );
+}
