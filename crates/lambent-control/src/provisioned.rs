@@ -10,6 +10,7 @@ use lambent_core::{FunctionName, Qualifier, Selector};
 use lambent_store::metadata::rfc3339_ms;
 
 use crate::platform::{ControlError, LoadedCode, Platform, now_ms};
+use lambent_core::AliasName;
 
 /// A provisioned concurrency configuration and how far it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +47,6 @@ fn parse_qualifier(raw: &str) -> Result<Selector, ControlError> {
     let selector: Selector = raw
         .parse()
         .map_err(|e: lambent_core::NameError| ControlError::Invalid(e.to_string()))?;
-    if let Selector::Alias(alias) = &selector {
-        return Err(ControlError::Invalid(format!(
-            "provisioned concurrency is set on a published version in lambent, not yet on an \
-             alias ({alias}); give the version the alias points to"
-        )));
-    }
     if selector == Selector::Version(Qualifier::Latest) {
         return Err(ControlError::Invalid(
             "provisioned concurrency applies to a published version, not $LATEST; \
@@ -85,10 +80,96 @@ impl Platform {
             )));
         }
         let _guard = self.writes.lock().await;
+        let version = self.provisioned_version(name, &selector)?;
+        self.check_one_config_per_version(name, &selector, version, None)?;
         self.apply_provisioned(name, &selector, requested).await?;
         self.metadata
             .put_provisioned(name, &selector.to_string(), requested, now_ms())?;
         self.provisioned_config(name, qualifier)
+    }
+
+    /// The published version a configuration on `selector` keeps instances of: the version
+    /// itself, or the one an alias points to (its main version: calls routed by weight to
+    /// another version start on demand).
+    fn provisioned_version(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+    ) -> Result<Qualifier, ControlError> {
+        match self.main_version(name, selector)? {
+            Qualifier::Latest => Err(ControlError::Invalid(format!(
+                "alias {selector} points to $LATEST; provisioned concurrency applies to a published version"
+            ))),
+            v => Ok(v),
+        }
+    }
+
+    /// A version takes one configuration, directly or through an alias (as on Lambda);
+    /// `moving` is an alias about to point at `version` instead of where it points now.
+    pub(crate) fn check_one_config_per_version(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+        version: Qualifier,
+        moving: Option<&AliasName>,
+    ) -> Result<(), ControlError> {
+        let own = selector.to_string();
+        for (_, qualifier, _, _) in self.metadata.provisioned(Some(name))? {
+            if qualifier == own {
+                continue;
+            }
+            let Ok(other) = qualifier.parse::<Selector>() else {
+                continue;
+            };
+            if moving.is_some_and(|a| other == Selector::Alias(a.clone())) {
+                continue;
+            }
+            if self.main_version(name, &other).ok() == Some(version) {
+                return Err(ControlError::Conflict(format!(
+                    "version {version} of {name} already has provisioned concurrency through {qualifier}; a version takes one configuration, on itself or on one alias"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// An alias with provisioned concurrency moves from `from` to `to`: its instances follow.
+    pub(crate) async fn move_provisioned(
+        &self,
+        name: &FunctionName,
+        alias: &AliasName,
+        from: Qualifier,
+        to: Qualifier,
+    ) {
+        let key = alias.to_string();
+        let Some(requested) = self
+            .metadata
+            .provisioned(Some(name))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(_, q, _, _)| *q == key)
+            .map(|(_, _, n, _)| n)
+        else {
+            return;
+        };
+        for (version, n) in [(from, 0), (to, requested)] {
+            if let Err(e) = self
+                .apply_provisioned(name, &Selector::Version(version), n)
+                .await
+            {
+                tracing::warn!(function = %name, alias = %alias, "cannot move provisioned instances: {e}");
+            }
+        }
+    }
+
+    /// Stops keeping instances of `version` (its alias's configuration was deleted).
+    pub(crate) async fn move_provisioned_off(&self, name: &FunctionName, version: Qualifier) {
+        if let Err(e) = self
+            .apply_provisioned(name, &Selector::Version(version), 0)
+            .await
+        {
+            tracing::warn!(function = %name, version = %version, "cannot release provisioned instances: {e}");
+        }
     }
 
     /// Hands the configuration to the executor.
@@ -223,11 +304,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_published_versions_take_provisioned_concurrency() {
+    fn only_published_versions_and_aliases_take_provisioned_concurrency() {
         assert!(parse_qualifier("3").is_ok());
         let latest = parse_qualifier("$LATEST").expect_err("latest");
         assert!(latest.to_string().contains("publish"), "{latest}");
-        let alias = parse_qualifier("live").expect_err("alias");
-        assert!(alias.to_string().contains("alias"), "{alias}");
+        assert!(parse_qualifier("live").is_ok(), "aliases take it too");
     }
 }

@@ -148,7 +148,26 @@ impl Platform {
             .metadata
             .alias(name, alias)?
             .ok_or_else(|| alias_not_found(name, alias))?;
+        let before = a.version;
+        let provisioned = self
+            .metadata
+            .provisioned(Some(name))?
+            .iter()
+            .any(|(_, q, _, _)| *q == alias.as_str());
         if let Some(v) = update.version {
+            if provisioned && v != before {
+                if v == Qualifier::Latest {
+                    return Err(ControlError::Invalid(format!(
+                        "alias {alias} has provisioned concurrency, which applies to a published version, not $LATEST; delete it first"
+                    )));
+                }
+                self.check_one_config_per_version(
+                    name,
+                    &Selector::Alias(alias.clone()),
+                    v,
+                    Some(alias),
+                )?;
+            }
             a.version = v;
         }
         if let Some(d) = update.description {
@@ -162,6 +181,9 @@ impl Platform {
         a.validate()?;
         self.metadata.update_alias(&a)?;
         self.aliases.write().remove(&(name.clone(), alias.clone()));
+        if provisioned && a.version != before {
+            self.move_provisioned(name, alias, before, a.version).await;
+        }
         Ok(a)
     }
 
@@ -185,7 +207,14 @@ impl Platform {
         alias: &AliasName,
     ) -> Result<(), ControlError> {
         let _guard = self.writes.lock().await;
+        let kept = self.metadata.alias(name, alias)?.map(|a| a.version);
         self.metadata.delete_alias(name, alias)?;
+        // Its provisioned concurrency goes with it.
+        if self.metadata.delete_provisioned(name, alias.as_str())?
+            && let Some(version) = kept
+        {
+            self.move_provisioned_off(name, version).await;
+        }
         self.aliases.write().remove(&(name.clone(), alias.clone()));
         self.urls
             .write()

@@ -524,3 +524,70 @@ async fn provisioned_instances_that_cannot_start_report_failed_and_back_off() {
         "{out}"
     );
 }
+
+/// Polls a provisioned configuration until it is READY.
+async fn wait_ready(server: &Server, path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get_json(server, path).await;
+        if v["status"] == "READY" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never ready: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn provisioned_concurrency_on_an_alias_follows_the_alias() {
+    let server = Server::start().await;
+    let _code = deploy_sleeper(&server, "aliased");
+    server.cli_ok(&["publish", "aliased"]);
+    server.cli_ok(&["alias", "aliased", "live", "1"]);
+    server.cli_ok(&["provisioned", "aliased:live", "1"]);
+    let v = wait_ready(&server, "/v1/functions/aliased/provisioned?qualifier=live").await;
+    assert_eq!(v["allocated"], 1, "{v}");
+    // The version behind the alias cannot take a second configuration.
+    let r = client()
+        .put(server.url("/v1/functions/aliased/provisioned?qualifier=1"))
+        .json(&json!({ "provisioned": 1 }))
+        .send()
+        .await
+        .expect("put");
+    let message = crate::harness::expect_error(r, 409, "ResourceConflict").await;
+    assert!(message.contains("through live"), "{message}");
+    // The first call through the alias is warm, on the provisioned instance.
+    let r = client()
+        .post(server.url("/v1/functions/aliased/invoke?qualifier=live"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(r.headers()["x-lambent-cold-start"], "false");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["init"], "provisioned-concurrency", "{v}");
+
+    // Pointing the alias at version 2 moves the instances there.
+    let _code = deploy_sleeper_with(&server, "aliased", 256);
+    server.cli_ok(&["publish", "aliased"]);
+    server.cli_ok(&["alias", "aliased", "live", "2"]);
+    wait_ready(&server, "/v1/functions/aliased/provisioned?qualifier=live").await;
+    let r = client()
+        .post(server.url("/v1/functions/aliased/invoke?qualifier=live"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(r.headers()["x-lambent-version"], "2");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["init"], "provisioned-concurrency", "{v}");
+    // Version 1 is free for its own configuration now; deleting the alias drops its.
+    server.cli_ok(&["provisioned", "aliased:1", "1"]);
+    server.cli_ok(&["unalias", "aliased", "live"]);
+    let listed = get_json(&server, "/v1/functions/aliased/provisioned").await;
+    let qualifiers: Vec<_> = listed["provisioned"]
+        .as_array()
+        .map(|a| a.iter().map(|c| c["qualifier"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(qualifiers, vec![json!("1")], "{listed}");
+}
