@@ -82,6 +82,7 @@ impl Platform {
         let _guard = self.writes.lock().await;
         let version = self.provisioned_version(name, &selector)?;
         self.check_one_config_per_version(name, &selector, version, None)?;
+        self.check_node_room(name, &selector, version, requested)?;
         self.apply_provisioned(name, &selector, requested).await?;
         self.metadata
             .put_provisioned(name, &selector.to_string(), requested, now_ms())?;
@@ -129,6 +130,52 @@ impl Platform {
                     "version {version} of {name} already has provisioned concurrency through {qualifier}; a version takes one configuration, on itself or on one alias"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// All configurations together fit the node: its sandboxes and its memory budget.
+    fn check_node_room(
+        &self,
+        name: &FunctionName,
+        selector: &Selector,
+        version: Qualifier,
+        requested: u32,
+    ) -> Result<(), ControlError> {
+        let memory_of = |f: &FunctionName, v: Qualifier| {
+            self.resolve(f, v)
+                .map(|r| u64::from(r.version.config.memory_mb))
+                .unwrap_or(0)
+        };
+        let own = selector.to_string();
+        let (mut count, mut mb) = (
+            u64::from(requested),
+            u64::from(requested) * memory_of(name, version),
+        );
+        for (function, qualifier, n, _) in self.metadata.provisioned(None)? {
+            if function == name.as_str() && qualifier == own {
+                continue;
+            }
+            let (Ok(f), Ok(sel)) = (FunctionName::new(&function), qualifier.parse::<Selector>())
+            else {
+                continue;
+            };
+            count += u64::from(n);
+            if let Ok(v) = self.main_version(&f, &sel) {
+                mb += u64::from(n) * memory_of(&f, v);
+            }
+        }
+        let sandboxes = self.max_sandboxes() as u64;
+        let (budget, _) = self.memory_budget();
+        if count > sandboxes {
+            return Err(ControlError::Invalid(format!(
+                "provisioned concurrency on this node would total {count} instances, over its {sandboxes} sandboxes (serve --max-sandboxes)"
+            )));
+        }
+        if mb > budget {
+            return Err(ControlError::Invalid(format!(
+                "provisioned concurrency on this node would reserve {mb} MB, over its {budget} MB memory budget (serve --memory-budget-mb)"
+            )));
         }
         Ok(())
     }

@@ -317,6 +317,17 @@ async fn node_memory_is_never_oversubscribed_and_idle_instances_make_room_lru() 
     let peak = watcher.await.expect("watcher");
     assert!(peak <= 512 * MB, "reserved {peak} bytes of a 512 MB budget");
     assert!(peak >= 384 * MB, "the watcher saw the burst: {peak}");
+
+    // Provisioned concurrency the node's memory cannot hold is refused up front.
+    server.cli_ok(&["publish", "a"]);
+    let r = client()
+        .put(server.url("/v1/functions/a/provisioned?qualifier=1"))
+        .json(&json!({ "provisioned": 5 }))
+        .send()
+        .await
+        .expect("put");
+    let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
+    assert!(message.contains("640 MB") && message.contains("512 MB"), "{message}");
 }
 
 #[tokio::test]
