@@ -288,6 +288,8 @@ struct Pools {
     idle: HashMap<String, HashMap<VersionKey, Vec<Pooled>>>,
     /// Bumped when a function's instances are retired, so busy ones are not put back.
     epochs: HashMap<String, u64>,
+    /// Bumped when one version's instances are retired.
+    version_epochs: HashMap<(String, String), u64>,
     /// When each function's last call ended (for its idle-time history).
     last_end: HashMap<String, Instant>,
     /// Pre-warms due, at most one per version.
@@ -296,6 +298,21 @@ struct Pools {
     provisioned: HashMap<(String, String), Provisioned>,
     /// Live sandboxes per function (counted by their slots).
     live: HashMap<String, Arc<AtomicU32>>,
+}
+
+impl Pools {
+    /// Changes whenever this version's instances are retired, alone (the low half counts) or
+    /// with the whole function (the high half counts; the version counters start again): a busy
+    /// instance whose epoch changed is stopped, not put back.
+    fn epoch(&self, spec: &FunctionSpec) -> u64 {
+        let function = self.epochs.get(&spec.function).copied().unwrap_or(0);
+        let version = self
+            .version_epochs
+            .get(&(spec.function.clone(), spec.version.clone()))
+            .copied()
+            .unwrap_or(0);
+        function.wrapping_mul(1 << 32).wrapping_add(version)
+    }
 }
 
 struct Inner {
@@ -475,9 +492,22 @@ impl ProcessExecutor {
     pub fn retire(&self, function: &str, version: Option<&str>) {
         let dropped = {
             let mut pools = self.inner.pools.lock();
-            *pools.epochs.entry(function.to_owned()).or_default() += 1;
+            match version {
+                Some(v) => {
+                    *pools
+                        .version_epochs
+                        .entry((function.to_owned(), v.to_owned()))
+                        .or_default() += 1;
+                }
+                None => {
+                    *pools.epochs.entry(function.to_owned()).or_default() += 1;
+                    pools.version_epochs.retain(|(f, _), _| f != function);
+                }
+            }
             // Pre-warms made before the bump would be refused anyway.
-            pools.prewarms.retain(|(f, _), _| f != function);
+            pools
+                .prewarms
+                .retain(|(f, (v, _)), _| f != function || version.is_some_and(|r| r != v));
             if let Some(v) = version {
                 pools
                     .provisioned
@@ -650,7 +680,7 @@ impl ProcessExecutor {
                 (spec.version.clone(), spec.revision.clone()),
             ));
             (
-                pools.epochs.get(&spec.function).copied().unwrap_or(0),
+                pools.epoch(spec),
                 pools.last_end.get(&spec.function).map(Instant::elapsed),
             )
         };
@@ -766,7 +796,7 @@ impl ProcessExecutor {
         let now = Instant::now();
         let mut pools = self.inner.pools.lock();
         pools.last_end.insert(spec.function.clone(), now);
-        let current = pools.epochs.get(&spec.function).copied().unwrap_or(0);
+        let current = pools.epoch(spec);
         if current != epoch || pooled.instance.is_dead() {
             drop(pools);
             drop(pooled);
@@ -952,14 +982,7 @@ impl ProcessExecutor {
         keep: Option<Duration>,
         provisioned: Option<Arc<AtomicU32>>,
     ) -> Result<bool, String> {
-        let current = self
-            .inner
-            .pools
-            .lock()
-            .epochs
-            .get(&spec.function)
-            .copied()
-            .unwrap_or(0);
+        let current = self.inner.pools.lock().epoch(spec);
         if current != epoch {
             return Ok(false);
         }
@@ -969,7 +992,7 @@ impl ProcessExecutor {
             Ok((instance, _init)) => {
                 let now = Instant::now();
                 let mut pools = self.inner.pools.lock();
-                if pools.epochs.get(&spec.function).copied().unwrap_or(0) != epoch {
+                if pools.epoch(spec) != epoch {
                     return Ok(false);
                 }
                 // A configuration lowered or removed while this instance started makes it an
@@ -1114,7 +1137,7 @@ impl ProcessExecutor {
                     continue;
                 }
                 let have = p.alive.load(Ordering::Acquire) + p.starting.load(Ordering::Acquire);
-                let epoch = pools.epochs.get(&p.spec.function).copied().unwrap_or(0);
+                let epoch = pools.epoch(&p.spec);
                 for _ in have..p.requested {
                     // Counted as starting under the lock, so two fills never both start it.
                     p.starting.fetch_add(1, Ordering::AcqRel);

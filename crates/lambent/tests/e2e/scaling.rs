@@ -327,7 +327,10 @@ async fn node_memory_is_never_oversubscribed_and_idle_instances_make_room_lru() 
         .await
         .expect("put");
     let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
-    assert!(message.contains("640 MB") && message.contains("512 MB"), "{message}");
+    assert!(
+        message.contains("640 MB") && message.contains("512 MB"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -601,4 +604,37 @@ async fn provisioned_concurrency_on_an_alias_follows_the_alias() {
         .map(|a| a.iter().map(|c| c["qualifier"].clone()).collect())
         .unwrap_or_default();
     assert_eq!(qualifiers, vec![json!("1")], "{listed}");
+}
+
+#[tokio::test]
+async fn changing_latest_keeps_a_busy_instance_of_a_published_version() {
+    let server = Server::start().await;
+    let _code = deploy_sleeper(&server, "ver");
+    server.cli_ok(&["publish", "ver"]);
+    let url = server.url("/v1/functions/ver/invoke?qualifier=1");
+    let busy = tokio::spawn(async move {
+        client()
+            .post(url)
+            .json(&json!({ "sleep": 1.5 }))
+            .send()
+            .await
+            .expect("invoke")
+            .status()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New code for $LATEST retires $LATEST's instances, not version 1's.
+    let _code = deploy_sleeper_with(&server, "ver", 256);
+    assert_eq!(busy.await.expect("call"), 200);
+    let r = client()
+        .post(server.url("/v1/functions/ver/invoke?qualifier=1"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(
+        r.headers()["x-lambent-cold-start"],
+        "false",
+        "version 1 stayed warm"
+    );
+    assert_eq!(server.metric("lambent_sandboxes_started_total").await, 1);
 }
