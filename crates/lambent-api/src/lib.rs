@@ -101,6 +101,14 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .delete(routing::delete_provisioned),
         )
         .route(
+            "/v1/functions/{name}/provisioned-schedules",
+            get(routing::list_provisioned_schedules),
+        )
+        .route(
+            "/v1/functions/{name}/provisioned-schedules/{schedule}",
+            put(routing::put_provisioned_schedule).delete(routing::delete_provisioned_schedule),
+        )
+        .route(
             "/v1/functions/{name}/scaling",
             put(scaling::put_scaling)
                 .get(scaling::get_scaling)

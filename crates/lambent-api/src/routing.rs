@@ -272,3 +272,68 @@ pub async fn delete_provisioned(
     p.delete_provisioned(&fname, &qualifier).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutProvisionedSchedule {
+    qualifier: String,
+    schedule: String,
+    provisioned: u32,
+}
+
+fn provisioned_schedule_json(s: &lambent_control::ProvisionedSchedule) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.row.name,
+        "qualifier": s.row.qualifier,
+        "schedule": s.row.expression,
+        "provisioned": s.row.provisioned,
+        "nextFire": s.next_ms.map(lambent_store::metadata::rfc3339_ms),
+    })
+}
+
+/// `PUT /v1/functions/{name}/provisioned-schedules/{schedule}`
+/// `{"qualifier": Q, "schedule": "cron(...)", "provisioned": N}`: at each firing, `Q` gets N
+/// provisioned instances (0 removes its configuration).
+pub async fn put_provisioned_schedule(
+    State(p): State<AppState>,
+    Path((raw, schedule)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let fname = name(&raw)?;
+    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PutProvisionedSchedule = parse_json(&bytes)?;
+    let s = p
+        .put_provisioned_schedule(
+            &fname,
+            &schedule,
+            &req.qualifier,
+            &req.schedule,
+            req.provisioned,
+        )
+        .await?;
+    Ok(Json(provisioned_schedule_json(&s)).into_response())
+}
+
+/// `GET /v1/functions/{name}/provisioned-schedules`: the function's scheduled changes.
+pub async fn list_provisioned_schedules(
+    State(p): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let all: Vec<_> = p
+        .provisioned_schedules(&name(&raw)?)?
+        .iter()
+        .map(provisioned_schedule_json)
+        .collect();
+    Ok(Json(serde_json::json!({ "schedules": all })).into_response())
+}
+
+/// `DELETE /v1/functions/{name}/provisioned-schedules/{schedule}`.
+pub async fn delete_provisioned_schedule(
+    State(p): State<AppState>,
+    Path((raw, schedule)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    p.delete_provisioned_schedule(&name(&raw)?, &schedule)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -583,6 +583,8 @@ impl Platform {
         let p = self.clone();
         tokio::spawn(async move { p.trigger_supervisor().await });
         let p = self.clone();
+        tokio::spawn(async move { p.provisioned_schedule_loop().await });
+        let p = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
             loop {

@@ -34,7 +34,7 @@ pub use platform::{
     ControlError, InvokeFailure, InvokeOptions, MAX_ADMISSION_WAIT, Platform, PlatformConfig,
     PlatformStats, Served,
 };
-pub use provisioned::ProvisionedConfig;
+pub use provisioned::{ProvisionedConfig, ProvisionedSchedule};
 pub use queues::{MAX_SEND_BATCH, QueueSpec, Redriven, TriggerSpec};
 pub use routing::{AccountSettings, AliasUpdate};
 pub use schedules::{MAX_SCHEDULE_INPUT_BYTES, ScheduleSpec};

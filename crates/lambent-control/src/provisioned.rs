@@ -3,10 +3,17 @@
 //! `PutProvisionedConcurrencyConfig`). For the process tier the executor starts and keeps the
 //! instances; a wasm function has nothing to keep (each call gets a fresh instance in
 //! microseconds from code compiled at deploy), so its configuration is ready at once.
+//!
+//! Scheduled changes (a plus over Lambda, which needs Application Auto Scaling for it): at each
+//! firing of a `cron(...)` expression a configuration gets a new number of instances, so two
+//! schedules make a window of warm capacity.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use lambent_core::{FunctionName, Qualifier, Selector};
+use lambent_core::schedule::Schedule;
+use lambent_core::{FunctionName, Qualifier, ScheduleName, Selector};
+use lambent_store::ProvisionedScheduleRow;
 use lambent_store::metadata::rfc3339_ms;
 
 use crate::platform::{ControlError, LoadedCode, Platform, now_ms};
@@ -344,6 +351,196 @@ impl Platform {
             }
         }
     }
+}
+
+/// Longest look back, at start, for a scheduled change missed while lambent was down.
+const CATCH_UP_MS: i64 = 8 * 24 * 3600 * 1000;
+/// How often scheduled changes are looked at.
+const SCHEDULE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last firing of `schedule` in `(since, now]`.
+fn last_fire(schedule: &Schedule, since: i64, now: i64) -> Option<i64> {
+    let mut at = u64::try_from(since).ok()?;
+    let now = u64::try_from(now).ok()?;
+    let mut last = None;
+    while let Some(next) = schedule.next_after(0, at).filter(|n| *n <= now) {
+        last = Some(next);
+        at = next;
+    }
+    last.and_then(|t| i64::try_from(t).ok())
+}
+
+/// A scheduled change with its next firing.
+#[derive(Debug, Clone)]
+pub struct ProvisionedSchedule {
+    /// As stored.
+    pub row: ProvisionedScheduleRow,
+    /// The next firing (ms since the epoch, UTC).
+    pub next_ms: Option<i64>,
+}
+
+impl Platform {
+    /// Schedules a change of `name:qualifier`'s provisioned concurrency: at each firing of the
+    /// `cron(...)` expression it gets `provisioned` instances (0 removes the configuration).
+    /// Two schedules make a window, e.g. 10 instances on weekdays from 8:00 to 18:00.
+    pub async fn put_provisioned_schedule(
+        &self,
+        name: &FunctionName,
+        schedule_name: &str,
+        qualifier: &str,
+        expression: &str,
+        provisioned: u32,
+    ) -> Result<ProvisionedSchedule, ControlError> {
+        ScheduleName::new(schedule_name).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let schedule =
+            Schedule::parse(expression).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if !matches!(schedule, Schedule::Cron(_)) {
+            return Err(ControlError::Invalid(format!(
+                "a scheduled change of provisioned concurrency takes a cron(...) expression (wall-clock times, UTC), not {expression}"
+            )));
+        }
+        let selector = parse_qualifier(qualifier)?;
+        self.provisioned_version(name, &selector)?;
+        let limit = self.max_sandboxes();
+        if provisioned as usize > limit {
+            return Err(ControlError::Invalid(format!(
+                "provisioned must be 0 to {limit} (this node's sandboxes); got {provisioned}"
+            )));
+        }
+        let row = ProvisionedScheduleRow {
+            function: name.to_string(),
+            name: schedule_name.to_owned(),
+            qualifier: selector.to_string(),
+            expression: schedule.to_string(),
+            provisioned,
+        };
+        let _guard = self.writes.lock().await;
+        self.metadata.put_provisioned_schedule(&row)?;
+        let next_ms = next_fire_after(&schedule, self.events.clock.now_ms());
+        Ok(ProvisionedSchedule { row, next_ms })
+    }
+
+    /// A function's scheduled changes.
+    pub fn provisioned_schedules(
+        &self,
+        name: &FunctionName,
+    ) -> Result<Vec<ProvisionedSchedule>, ControlError> {
+        self.get(name, Qualifier::Latest)?;
+        let now = self.events.clock.now_ms();
+        Ok(self
+            .metadata
+            .provisioned_schedules(Some(name))?
+            .into_iter()
+            .map(|row| {
+                let next_ms = Schedule::parse(&row.expression)
+                    .ok()
+                    .and_then(|s| next_fire_after(&s, now));
+                ProvisionedSchedule { row, next_ms }
+            })
+            .collect())
+    }
+
+    /// Removes a scheduled change (the configuration stays as it is).
+    pub async fn delete_provisioned_schedule(
+        &self,
+        name: &FunctionName,
+        schedule_name: &str,
+    ) -> Result<(), ControlError> {
+        let _guard = self.writes.lock().await;
+        self.get(name, Qualifier::Latest)?;
+        if !self
+            .metadata
+            .delete_provisioned_schedule(name, schedule_name)?
+        {
+            return Err(ControlError::NotFound(format!(
+                "function {name} has no provisioned concurrency schedule {schedule_name}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies scheduled changes as they come due. At start it applies, per configuration, the
+    /// latest change missed while lambent was down (within 8 days).
+    pub(crate) async fn provisioned_schedule_loop(self: Arc<Self>) {
+        let mut checked: HashMap<(String, String), i64> = HashMap::new();
+        let mut first = true;
+        loop {
+            let now = self.events.clock.now_ms();
+            let rows = match self.metadata.provisioned_schedules(None) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!("cannot read provisioned concurrency schedules: {e}");
+                    Vec::new()
+                }
+            };
+            // Per configuration, the change that fired last wins.
+            let mut due: HashMap<(String, String), (i64, ProvisionedScheduleRow)> = HashMap::new();
+            let mut present = Vec::with_capacity(rows.len());
+            for row in rows {
+                let key = (row.function.clone(), row.name.clone());
+                let since = match checked.get(&key) {
+                    Some(t) => *t,
+                    None if first => now - CATCH_UP_MS,
+                    None => now,
+                };
+                checked.insert(key.clone(), now);
+                present.push(key);
+                let Ok(schedule) = Schedule::parse(&row.expression) else {
+                    continue;
+                };
+                if let Some(fired) = last_fire(&schedule, since, now) {
+                    let target = (row.function.clone(), row.qualifier.clone());
+                    if due.get(&target).is_none_or(|(t, _)| fired > *t) {
+                        due.insert(target, (fired, row));
+                    }
+                }
+            }
+            checked.retain(|k, _| present.contains(k));
+            for (_, row) in due.into_values() {
+                self.apply_scheduled(&row).await;
+            }
+            first = false;
+            tokio::time::sleep(SCHEDULE_TICK).await;
+        }
+    }
+
+    async fn apply_scheduled(&self, row: &ProvisionedScheduleRow) {
+        let Ok(name) = FunctionName::new(&row.function) else {
+            return;
+        };
+        let result = if row.provisioned == 0 {
+            match self.delete_provisioned(&name, &row.qualifier).await {
+                Err(ControlError::NotFound(_)) => Ok(()),
+                other => other,
+            }
+        } else {
+            self.put_provisioned(&name, &row.qualifier, row.provisioned)
+                .await
+                .map(|_| ())
+        };
+        match result {
+            Ok(()) => tracing::info!(
+                function = %row.function,
+                qualifier = %row.qualifier,
+                schedule = %row.name,
+                provisioned = row.provisioned,
+                "scheduled provisioned concurrency applied"
+            ),
+            Err(e) => tracing::warn!(
+                function = %row.function,
+                qualifier = %row.qualifier,
+                schedule = %row.name,
+                "cannot apply scheduled provisioned concurrency: {e}"
+            ),
+        }
+    }
+}
+
+/// The next firing after `now`.
+fn next_fire_after(schedule: &Schedule, now: i64) -> Option<i64> {
+    schedule
+        .next_after(0, u64::try_from(now).ok()?)
+        .and_then(|t| i64::try_from(t).ok())
 }
 
 #[cfg(test)]

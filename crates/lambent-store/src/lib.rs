@@ -14,4 +14,4 @@ pub mod routing;
 pub use code::{CodeStore, CodeStoreError};
 pub use events::{EventStore, EventStoreError};
 pub use metadata::{MetadataError, MetadataStore, UsageGroup, UsageGroupSums, UsageQuery};
-pub use routing::{AccessKeyRow, AccountUsage};
+pub use routing::{AccessKeyRow, AccountUsage, ProvisionedScheduleRow};

@@ -151,6 +151,14 @@ CREATE TABLE IF NOT EXISTS function_admission (
     function      TEXT    PRIMARY KEY,
     max_wait_ms   INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS provisioned_schedules (
+    function      TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    qualifier     TEXT    NOT NULL,
+    expression    TEXT    NOT NULL,          -- cron(...)
+    provisioned   INTEGER NOT NULL,          -- 0 removes the configuration
+    PRIMARY KEY (function, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS function_scaling (
     function              TEXT    PRIMARY KEY,
     instance_concurrency  INTEGER NOT NULL,
@@ -545,6 +553,7 @@ impl MetadataStore {
             "DELETE FROM function_concurrency WHERE function = ?1",
             "DELETE FROM function_admission WHERE function = ?1",
             "DELETE FROM function_scaling WHERE function = ?1",
+            "DELETE FROM provisioned_schedules WHERE function = ?1",
             "DELETE FROM function_provisioned WHERE function = ?1",
         ] {
             tx.execute(table, [name.as_str()])?;

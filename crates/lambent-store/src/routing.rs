@@ -157,6 +157,22 @@ fn alias_versions_exist(tx: &Transaction<'_>, alias: &Alias) -> Result<(), Metad
 const ALIAS_COLUMNS: &str = "function, name, version, description, weights, revision_id";
 const URL_COLUMNS: &str = "function, alias, auth_type, cors, created, last_modified";
 
+/// A scheduled change of a function's provisioned concurrency: at each firing of `expression`,
+/// `qualifier` gets `provisioned` instances (0 removes its configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedScheduleRow {
+    /// The function.
+    pub function: String,
+    /// The schedule's name, unique per function.
+    pub name: String,
+    /// A published version or an alias.
+    pub qualifier: String,
+    /// `cron(...)`.
+    pub expression: String,
+    /// Instances from the firing on.
+    pub provisioned: u32,
+}
+
 impl MetadataStore {
     // ----- aliases ----------------------------------------------------------------------
 
@@ -508,6 +524,60 @@ impl MetadataStore {
         )?;
         let rows = stmt.query_map([function.map(FunctionName::as_str)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Stores a scheduled change of provisioned concurrency (replacing one of the same name).
+    pub fn put_provisioned_schedule(
+        &self,
+        row: &ProvisionedScheduleRow,
+    ) -> Result<(), MetadataError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let function = FunctionName::new(&row.function)
+            .map_err(|e| MetadataError::NoSuchFunction(e.to_string()))?;
+        function_exists(&tx, &function)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO provisioned_schedules (function, name, qualifier, expression, provisioned) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![row.function, row.name, row.qualifier, row.expression, row.provisioned],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a scheduled change; true if there was one.
+    pub fn delete_provisioned_schedule(
+        &self,
+        function: &FunctionName,
+        name: &str,
+    ) -> Result<bool, MetadataError> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM provisioned_schedules WHERE function = ?1 AND name = ?2",
+            params![function.as_str(), name],
+        )? > 0)
+    }
+
+    /// Scheduled changes of provisioned concurrency, of one function or all.
+    pub fn provisioned_schedules(
+        &self,
+        function: Option<&FunctionName>,
+    ) -> Result<Vec<ProvisionedScheduleRow>, MetadataError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT function, name, qualifier, expression, provisioned FROM provisioned_schedules \
+             WHERE (?1 IS NULL OR function = ?1) ORDER BY function, name",
+        )?;
+        let rows = stmt.query_map([function.map(FunctionName::as_str)], |r| {
+            Ok(ProvisionedScheduleRow {
+                function: r.get(0)?,
+                name: r.get(1)?,
+                qualifier: r.get(2)?,
+                expression: r.get(3)?,
+                provisioned: r.get(4)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -672,6 +672,13 @@ pub async fn run(
             clear,
         } => provisioned(&api, json, &target, count, clear).await,
         Command::Usage(args) => crate::usage_cli::usage(&api, json, args).await,
+        Command::ProvisionedSchedule {
+            target,
+            schedule,
+            expression,
+            count,
+            delete,
+        } => provisioned_schedule(&api, json, &target, schedule, expression, count, delete).await,
         Command::Scaling(args) => crate::scale_cli::scaling(&api, json, args).await,
         Command::Top(args) => crate::scale_cli::top(&api, json, args).await,
         Command::Events {
@@ -950,5 +957,76 @@ async fn provisioned(
             println!("  instances cannot start: {reason}");
         }
     }
+    Ok(())
+}
+
+async fn provisioned_schedule(
+    api: &Api,
+    json: bool,
+    target: &str,
+    schedule: Option<String>,
+    expression: Option<String>,
+    count: Option<u32>,
+    delete: bool,
+) -> anyhow::Result<()> {
+    let (name, qualifier) = match target.split_once(':') {
+        Some((n, q)) => (n, Some(q)),
+        None => (target, None),
+    };
+    let base = format!("/v1/functions/{name}/provisioned-schedules");
+    match (schedule, expression, count) {
+        (Some(s), None, None) if delete => {
+            api.json(api.http.delete(api.url(&format!("{base}/{s}"))))
+                .await?;
+            if !json {
+                println!("deleted provisioned concurrency schedule {s} of {name}");
+            }
+            return Ok(());
+        }
+        (Some(s), Some(expr), Some(n)) => {
+            let Some(q) = qualifier else {
+                anyhow::bail!(
+                    "give NAME:QUALIFIER (a version or an alias) to schedule, e.g. {name}:live"
+                );
+            };
+            let body = serde_json::json!({ "qualifier": q, "schedule": expr, "provisioned": n });
+            let v = api
+                .json(api.http.put(api.url(&format!("{base}/{s}"))).json(&body))
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            println!(
+                "{name}:{q} gets {n} provisioned instances at {expr}; next {}",
+                text(&v, "nextFire")
+            );
+            return Ok(());
+        }
+        (None, None, None) if !delete => {}
+        _ => anyhow::bail!(
+            "give NAME to list, NAME:QUALIFIER SCHEDULE 'cron(...)' N to set, or NAME SCHEDULE --delete"
+        ),
+    }
+    let v = api.json(api.http.get(api.url(&base))).await?;
+    if json {
+        return print_json(&v);
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(["SCHEDULE", "QUALIFIER", "WHEN", "INSTANCES", "NEXT"]);
+    for s in v["schedules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        t.add_row([
+            text(s, "name"),
+            text(s, "qualifier"),
+            text(s, "schedule"),
+            text(s, "provisioned"),
+            text(s, "nextFire"),
+        ]);
+    }
+    println!("{t}");
     Ok(())
 }

@@ -166,6 +166,22 @@ enum Command {
         #[arg(long, conflicts_with = "count")]
         clear: bool,
     },
+    /// Scheduled provisioned concurrency: at each firing of a cron(...) expression (UTC),
+    /// NAME:QUALIFIER gets N provisioned instances (0 removes them); two schedules make a
+    /// window. `lambent provisioned-schedule NAME` lists a function's.
+    ProvisionedSchedule {
+        /// NAME:QUALIFIER (a version or an alias), or NAME to list or delete.
+        target: String,
+        /// The schedule's name.
+        schedule: Option<String>,
+        /// When: cron(minutes hours day-of-month month day-of-week year), UTC.
+        expression: Option<String>,
+        /// Instances from then on.
+        count: Option<u32>,
+        /// Delete the schedule (the configuration stays as it is).
+        #[arg(long, requires = "schedule", conflicts_with_all = ["expression", "count"])]
+        delete: bool,
+    },
     /// Manage access keys (SigV4 signing keys and bearer tokens).
     Keys {
         #[command(subcommand)]

@@ -539,12 +539,14 @@ async fn provisioned_instances_that_cannot_start_report_failed_and_back_off() {
     );
 }
 
-/// Polls a provisioned configuration until it is READY.
+/// Polls a provisioned configuration until it exists and is READY.
 async fn wait_ready(server: &Server, path: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = get_json(server, path).await;
-        if v["status"] == "READY" {
+        let r = get(server.url(path)).await.expect("get");
+        let found = r.status() == 200;
+        let v: Value = r.json().await.expect("json");
+        if found && v["status"] == "READY" {
             return v;
         }
         assert!(Instant::now() < deadline, "never ready: {v}");
@@ -637,4 +639,87 @@ async fn changing_latest_keeps_a_busy_instance_of_a_published_version() {
         "version 1 stayed warm"
     );
     assert_eq!(server.metric("lambent_sandboxes_started_total").await, 1);
+}
+
+/// Moves the server's test clock to `minutes` past the next `hour`:00 UTC.
+async fn advance_to(server: &Server, hour: i64, minutes: i64) {
+    const DAY: i64 = 86_400_000;
+    let now = get_json(server, "/v1/debug/clock").await["nowMs"]
+        .as_i64()
+        .expect("now");
+    let target = hour * 3_600_000 + minutes * 60_000;
+    let by = (target - now.rem_euclid(DAY)).rem_euclid(DAY);
+    let r = client()
+        .post(server.url("/v1/debug/clock"))
+        .json(&json!({ "advanceMs": by }))
+        .send()
+        .await
+        .expect("advance");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn scheduled_provisioned_concurrency_opens_and_closes_a_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), &["--test-clock"]).await;
+    let _code = deploy_sleeper(&server, "office");
+    server.cli_ok(&["publish", "office"]);
+    let out = server.cli_ok(&[
+        "provisioned-schedule",
+        "office:1",
+        "open",
+        "cron(0 8 * * ? *)",
+        "1",
+    ]);
+    assert!(out.contains("gets 1 provisioned instances"), "{out}");
+    server.cli_ok(&[
+        "provisioned-schedule",
+        "office:1",
+        "close",
+        "cron(0 18 * * ? *)",
+        "0",
+    ]);
+    let listed = server.cli_ok(&["provisioned-schedule", "office"]);
+    assert!(
+        listed.contains("open") && listed.contains("close"),
+        "{listed}"
+    );
+    // Rates are refused: a window is wall-clock times.
+    let r = client()
+        .put(server.url("/v1/functions/office/provisioned-schedules/often"))
+        .json(&json!({ "qualifier": "1", "schedule": "rate(5 minutes)", "provisioned": 1 }))
+        .send()
+        .await
+        .expect("put");
+    let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
+    assert!(message.contains("cron"), "{message}");
+
+    advance_to(&server, 7, 59).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let none = get_json(&server, "/v1/functions/office/provisioned").await;
+    assert_eq!(
+        none["provisioned"],
+        json!([]),
+        "nothing before 08:00: {none}"
+    );
+    advance_to(&server, 8, 1).await;
+    let v = wait_ready(&server, "/v1/functions/office/provisioned?qualifier=1").await;
+    assert_eq!(v["allocated"], 1, "{v}");
+    advance_to(&server, 18, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get_json(&server, "/v1/functions/office/provisioned").await;
+        if v["provisioned"] == json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window never closed: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.cli_ok(&["provisioned-schedule", "office", "open", "--delete"]);
+    let listed = get_json(&server, "/v1/functions/office/provisioned-schedules").await;
+    assert_eq!(
+        listed["schedules"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
 }
