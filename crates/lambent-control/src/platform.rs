@@ -457,6 +457,16 @@ impl Platform {
         self.events.store.shutdown();
     }
 
+    /// After [`Platform::shutdown`]: waits (up to `timeout`) for the stopped sandboxes to be
+    /// cleaned up (their cgroups removed).
+    pub async fn drain(&self, timeout: Duration) {
+        if let Ok(s) = &self.sandbox
+            && !s.drained(timeout).await
+        {
+            tracing::warn!("some sandboxes were still stopping at exit; the next start removes their cgroups");
+        }
+    }
+
     /// The process executor, or why there is none.
     pub(crate) fn executor(&self, runtime: Runtime) -> Result<&ProcessExecutor, ControlError> {
         let unavailable = |reason: String| ControlError::RuntimeUnavailable { runtime, reason };

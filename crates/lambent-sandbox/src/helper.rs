@@ -672,7 +672,13 @@ pub(crate) fn receive_ready(control: BorrowedFd<'_>) -> Result<(OwnedFd, u16), S
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .map_err(|e| format!("cannot hear from the sandbox helper: {e}"))?;
+    .map_err(|e| match e {
+        // The control socket's read timeout passed.
+        nix::errno::Errno::EAGAIN => {
+            "the sandbox helper did not finish building the sandbox in time (the host may be overloaded)".to_owned()
+        }
+        e => format!("cannot hear from the sandbox helper: {e}"),
+    })?;
     let mut fd = None;
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {

@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -139,6 +140,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) root_dir: &'a Path,
     pub(crate) python: &'a Path,
     pub(crate) node: Option<&'a Path>,
+    /// Sandboxes whose cgroup is not removed yet.
+    pub(crate) cgroups_alive: Arc<AtomicUsize>,
 }
 
 fn now_ms() -> u64 {
@@ -201,6 +204,8 @@ impl Instance {
         {
             let os = launch.os.clone();
             let cgroup = cgroup.clone();
+            let alive = launch.cgroups_alive.clone();
+            alive.fetch_add(1, Ordering::AcqRel);
             tokio::spawn(async move {
                 let status = match child.wait().await {
                     Ok(s) => s.code().unwrap_or(128 + 9),
@@ -215,6 +220,7 @@ impl Instance {
                     cgroup.remove(os.as_ref());
                 })
                 .await;
+                alive.fetch_sub(1, Ordering::AcqRel);
             });
         }
         let mut instance = Instance {

@@ -330,6 +330,12 @@ struct Inner {
     reaped: AtomicU64,
     prewarmed: AtomicU64,
     evicted: AtomicU64,
+    /// Sandboxes being built at once. A burst of cold starts shares the CPU: building a few at
+    /// a time finishes each one sooner (and the burst no later) than building all at once,
+    /// where every start is slow and late ones pass the init timeout.
+    starting: tokio::sync::Semaphore,
+    /// Sandboxes whose cgroup is not removed yet.
+    cgroups_alive: Arc<AtomicUsize>,
     reaper_running: AtomicBool,
     /// Set at shutdown: nothing starts any more.
     stopped: AtomicBool,
@@ -347,6 +353,15 @@ impl std::fmt::Debug for ProcessExecutor {
             .field("cgroups", &self.inner.cgroups)
             .finish_non_exhaustive()
     }
+}
+
+/// Sandboxes built at once per core: enough to cover the waits in a start (the helper's exec,
+/// the handshake, the runtime's first request) without every start of a burst sharing the CPU.
+const STARTS_PER_CORE: usize = 4;
+
+fn concurrent_starts() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    (cores * STARTS_PER_CORE).clamp(4, 256)
 }
 
 fn find_program(candidates: &[&str]) -> Option<PathBuf> {
@@ -415,6 +430,8 @@ impl ProcessExecutor {
                 reaped: AtomicU64::new(0),
                 prewarmed: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
+                starting: tokio::sync::Semaphore::new(concurrent_starts()),
+                cgroups_alive: Arc::default(),
                 stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
@@ -551,6 +568,19 @@ impl ProcessExecutor {
             std::mem::take(&mut pools.idle)
         };
         drop(all);
+    }
+
+    /// Waits (up to `timeout`) until every stopped sandbox's cgroup is removed; false if some
+    /// are left (the next start sweeps them).
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.inner.cgroups_alive.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     fn ensure_reaper(&self) {
@@ -698,6 +728,8 @@ impl ProcessExecutor {
                     init_error: None,
                 })?;
                 let launch = self.launch();
+                // Waiting for a turn is not part of the sandbox's init time or timeout.
+                let _turn = self.inner.starting.acquire().await.ok();
                 self.inner.started.fetch_add(1, Ordering::Relaxed);
                 match Instance::start(launch, spec).await {
                     Ok((instance, init)) => {
@@ -862,6 +894,7 @@ impl ProcessExecutor {
             root_dir: &self.inner.root_dir,
             python: &self.inner.python,
             node: self.inner.node.as_deref(),
+            cgroups_alive: self.inner.cgroups_alive.clone(),
         }
     }
 
@@ -986,6 +1019,7 @@ impl ProcessExecutor {
         if current != epoch {
             return Ok(false);
         }
+        let _turn = self.inner.starting.acquire().await.ok();
         // Counted like a call's cold start: attempts, whether or not the runtime comes up.
         self.inner.started.fetch_add(1, Ordering::Relaxed);
         match Instance::start(self.launch(), spec).await {

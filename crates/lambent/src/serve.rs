@@ -265,7 +265,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             sandbox_helper: if args.no_sandbox {
                 None
             } else {
-                Some(std::env::current_exe().context("cannot find the lambent binary")?)
+                Some(sandbox_helper()?)
             },
             keep_alive: std::time::Duration::try_from_secs_f64(args.keep_alive)
                 .context("--keep-alive must be a non-negative number of seconds")?,
@@ -331,6 +331,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     lambent_api::serve(listener, platform.clone(), shutdown_signal()).await?;
     platform.shutdown();
+    platform.drain(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -341,4 +342,20 @@ fn host_memory_mb() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024)
+}
+
+/// The program that builds each sandbox: `lambent-sandbox-helper` next to this binary, or this
+/// binary itself (it runs as the helper when given its argument), which loads more slowly.
+fn sandbox_helper() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find the lambent binary")?;
+    let small = me.with_file_name("lambent-sandbox-helper");
+    if small.is_file() {
+        Ok(small)
+    } else {
+        tracing::info!(
+            "no lambent-sandbox-helper next to {}: sandboxes are built by lambent itself",
+            me.display()
+        );
+        Ok(me)
+    }
 }
