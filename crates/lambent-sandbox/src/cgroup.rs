@@ -351,7 +351,8 @@ impl CgroupDriver {
 
     /// Removes the cgroups left by lambent processes that died without cleaning up (their
     /// sandboxes died with them). Cgroups of live lambent processes are left alone.
-    pub fn remove_stale(&self, alive: impl Fn(u32) -> bool) {
+    pub fn remove_stale(&self, alive: impl Fn(u32) -> bool) -> usize {
+        let mut left = 0;
         for parent in self.parents() {
             let Ok(entries) = std::fs::read_dir(&parent) else {
                 continue;
@@ -366,10 +367,13 @@ impl CgroupDriver {
                     && !alive(pid)
                 {
                     // Fails harmlessly if processes remain.
-                    let _ = std::fs::remove_dir(entry.path());
+                    if std::fs::remove_dir(entry.path()).is_err() {
+                        left += 1;
+                    }
                 }
             }
         }
+        left
     }
 }
 

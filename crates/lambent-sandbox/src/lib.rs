@@ -580,7 +580,24 @@ impl ProcessExecutor {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        true
+        // A mass stop can outlast a cgroup's own removal retries (its processes still
+        // exiting): sweep this process's cgroups until they are gone.
+        let me = std::process::id();
+        loop {
+            let cgroups = self.inner.cgroups.clone();
+            let left = tokio::task::spawn_blocking(move || {
+                cgroups.remove_stale(|pid| pid != me && Path::new(&format!("/proc/{pid}")).exists())
+            })
+            .await
+            .unwrap_or(1);
+            if left == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn ensure_reaper(&self) {
