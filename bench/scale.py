@@ -676,13 +676,15 @@ def part_burst(work, serve_extra, report):
                 notes.append("- %s, a %s answer: `%s`" % (t, code, body.strip()))
     cg = sum(r.get("cgroup_warnings", 0) for t, _ in targets for r in results[t])
     cg_left = sum(r.get("cgroups_left", 0) for t, _ in targets for r in results[t])
-    if cg or cg_left:
-        notes.append("- After each server's SIGTERM shutdown, %d empty sandbox cgroup directories "
-                     "of it remained in all (lambent kills the sandboxes at shutdown but exits "
-                     "before their cgroups are removed; the next `lambent serve` sweeps them, and "
-                     "this script removed them); lambent logged `cannot remove sandbox cgroup` "
-                     "(EBUSY, processes still exiting after 0.5 s of retries) %d times."
-                     % (cg_left, cg))
+    if cg_left:
+        notes.append("- After the servers' SIGTERM shutdowns, %d empty sandbox cgroup directories "
+                     "of theirs remained in all (the next `lambent serve` sweeps them, and this "
+                     "script removed them)." % cg_left)
+    if cg:
+        notes.append("- lambent logged `cannot remove sandbox cgroup` %d times (EBUSY: a cgroup's "
+                     "processes were still exiting after its 0.5 s of retries, as when 500 "
+                     "sandboxes stop at once); %d directories were left after shutdown."
+                     % (cg, cg_left))
     targets_line = []
     for t in ("provided", "wasm"):
         if not results.get(t):

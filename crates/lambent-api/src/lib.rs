@@ -404,6 +404,17 @@ fn function_metrics(platform: &Platform) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP lambent_function_async_events_waiting A function's asynchronous events queued or waiting for a retry.\n\
+         # TYPE lambent_function_async_events_waiting gauge"
+    );
+    for (f, n) in platform.event_depth_by_function().unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "lambent_function_async_events_waiting{{function=\"{f}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP lambent_function_instances Instances of a function now, busy or idle (warm).\n\
          # TYPE lambent_function_instances gauge"
     );

@@ -378,6 +378,11 @@ impl Platform {
         Ok(self.events.store.read(store::depth)?)
     }
 
+    /// Events queued or waiting for a retry, per function.
+    pub fn event_depth_by_function(&self) -> Result<Vec<(String, u64)>, ControlError> {
+        Ok(self.events.store.read(store::depth_by_function)?)
+    }
+
     /// Counters of the asynchronous side.
     pub fn event_stats(&self) -> EventStats {
         self.events.stats()

@@ -463,7 +463,9 @@ impl Platform {
         if let Ok(s) = &self.sandbox
             && !s.drained(timeout).await
         {
-            tracing::warn!("some sandboxes were still stopping at exit; the next start removes their cgroups");
+            tracing::warn!(
+                "some sandboxes were still stopping at exit; the next start removes their cgroups"
+            );
         }
     }
 

@@ -715,6 +715,16 @@ pub fn depth(conn: &Connection) -> Result<(u64, u64), EventStoreError> {
     Ok((waiting, running))
 }
 
+/// Events queued or waiting for a retry, per function.
+pub fn depth_by_function(conn: &Connection) -> Result<Vec<(String, u64)>, EventStoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT function, count(*) FROM events WHERE state IN ('queued', 'retrying') \
+         GROUP BY function ORDER BY function",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// When the next waiting event is due.
 pub fn next_due(conn: &Connection) -> Result<Option<i64>, EventStoreError> {
     Ok(conn

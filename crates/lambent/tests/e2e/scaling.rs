@@ -79,6 +79,11 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
         let v: Value = r.json().await.expect("json");
         ids.push(v["eventId"].as_str().expect("id").to_owned());
     }
+    // Three run at a time; the others wait in the function's queue, which /metrics shows.
+    let waiting = server
+        .metric("lambent_function_async_events_waiting{function=\"slow\"}")
+        .await;
+    assert!(waiting > 0 && waiting <= 10, "{waiting} waiting");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut done = 0;
