@@ -118,11 +118,14 @@ impl SharedInstances {
         Some(Seat::Shared(SharedSeat { units, id, memory }))
     }
 
-    /// Starts an instance of this version with the permit and memory it holds, seating one call.
+    /// Starts an instance of this version with the permit and memory it holds, seating one call;
+    /// if another call started one with room meanwhile, joins that instead (and gives the permit
+    /// and memory back).
     pub(crate) fn start(
         &self,
         function: &FunctionName,
         revision: &str,
+        per_instance: u32,
         permit: Permit,
         reservation: MemoryReservation,
         memory_bytes: usize,
@@ -131,6 +134,17 @@ impl SharedInstances {
         let memory = SharedMemory::new(memory_bytes);
         let id = {
             let mut guard = units.lock();
+            if let Some(unit) = guard
+                .list
+                .iter_mut()
+                .filter(|u| u.active < per_instance)
+                .max_by_key(|u| u.active)
+            {
+                unit.active += 1;
+                let (id, memory) = (unit.id, unit.memory.clone());
+                drop(guard);
+                return Seat::Shared(SharedSeat { units, id, memory });
+            }
             guard.next_id += 1;
             let id = guard.next_id;
             guard.list.push(Unit {
@@ -181,7 +195,7 @@ mod tests {
         let start = || {
             let permit = concurrency.acquire(&name).expect("permit");
             let memory = budget.try_reserve(128).expect("memory");
-            shared.start(&name, "r1", permit, memory, 128 << 20)
+            shared.start(&name, "r1", 3, permit, memory, 128 << 20)
         };
         let first = start();
         let mut seats = vec![first];

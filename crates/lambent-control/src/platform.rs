@@ -1053,11 +1053,18 @@ impl Platform {
         {
             return Ok(seat);
         }
-        let permit = self
-            .concurrency
-            .acquire_waiting(name)
-            .await
-            .map_err(InvokeError::Throttled)?;
+        let permit = match self.concurrency.acquire_waiting(name).await {
+            Ok(p) => p,
+            Err(t) => {
+                // A seat on an instance started meanwhile needs no permit of its own.
+                if per_instance > 1
+                    && let Some(seat) = self.shared.join(name, revision, per_instance)
+                {
+                    return Ok(seat);
+                }
+                return Err(InvokeError::Throttled(t));
+            }
+        };
         if !wasm {
             return Ok(Seat::Own {
                 _permit: permit,
@@ -1067,7 +1074,9 @@ impl Platform {
         let memory = self.reserve_memory(config.memory_mb)?;
         if per_instance > 1 {
             let bytes = config.memory_mb as usize * MB;
-            return Ok(self.shared.start(name, revision, permit, memory, bytes));
+            return Ok(self
+                .shared
+                .start(name, revision, per_instance, permit, memory, bytes));
         }
         Ok(Seat::Own {
             _permit: permit,
@@ -1384,10 +1393,7 @@ impl Drop for Abandoned<'_> {
             call.record(
                 self.recorder,
                 InvocationOutcome::Abandoned,
-                Some(
-                    "the caller went away before the function answered; its instance was stopped"
-                        .into(),
-                ),
+                Some("the caller went away before the function answered".into()),
                 Duration::ZERO,
                 String::new(),
             );

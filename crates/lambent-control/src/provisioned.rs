@@ -142,23 +142,25 @@ impl Platform {
     }
 
     /// All configurations together fit the node: its sandboxes and its memory budget.
-    fn check_node_room(
+    pub(crate) fn check_node_room(
         &self,
         name: &FunctionName,
         selector: &Selector,
         version: Qualifier,
         requested: u32,
     ) -> Result<(), ControlError> {
+        // The memory of a process-tier version's instance; wasm keeps no instances.
         let memory_of = |f: &FunctionName, v: Qualifier| {
             self.resolve(f, v)
+                .ok()
+                .filter(|r| !r.version.config.runtime.is_wasm())
                 .map(|r| u64::from(r.version.config.memory_mb))
-                .unwrap_or(0)
+        };
+        let Some(own_mb) = memory_of(name, version) else {
+            return Ok(());
         };
         let own = selector.to_string();
-        let (mut count, mut mb) = (
-            u64::from(requested),
-            u64::from(requested) * memory_of(name, version),
-        );
+        let (mut count, mut mb) = (u64::from(requested), u64::from(requested) * own_mb);
         for (function, qualifier, n, _) in self.metadata.provisioned(None)? {
             if function == name.as_str() && qualifier == own {
                 continue;
@@ -167,9 +169,13 @@ impl Platform {
             else {
                 continue;
             };
-            count += u64::from(n);
-            if let Ok(v) = self.main_version(&f, &sel) {
-                mb += u64::from(n) * memory_of(&f, v);
+            if let Some(each) = self
+                .main_version(&f, &sel)
+                .ok()
+                .and_then(|v| memory_of(&f, v))
+            {
+                count += u64::from(n);
+                mb += u64::from(n) * each;
             }
         }
         let sandboxes = self.max_sandboxes() as u64;
@@ -400,7 +406,9 @@ impl Platform {
             )));
         }
         let selector = parse_qualifier(qualifier)?;
-        self.provisioned_version(name, &selector)?;
+        let version = self.provisioned_version(name, &selector)?;
+        self.resolve(name, version)?;
+        self.check_one_config_per_version(name, &selector, version, None)?;
         let limit = self.max_sandboxes();
         if provisioned as usize > limit {
             return Err(ControlError::Invalid(format!(
@@ -496,8 +504,20 @@ impl Platform {
                 }
             }
             checked.retain(|k, _| present.contains(k));
-            for (_, row) in due.into_values() {
-                self.apply_scheduled(&row).await;
+            let configs = if first {
+                self.metadata.provisioned(None).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for (fired, row) in due.into_values() {
+                // At start, a configuration changed since the firing (by it, before the
+                // restart, or by hand) is left as it is.
+                let changed_since = configs.iter().any(|(f, q, _, updated_ms)| {
+                    *f == row.function && *q == row.qualifier && *updated_ms >= fired
+                });
+                if !changed_since {
+                    self.apply_scheduled(&row).await;
+                }
             }
             first = false;
             tokio::time::sleep(SCHEDULE_TICK).await;

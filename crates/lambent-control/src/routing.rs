@@ -152,21 +152,22 @@ impl Platform {
         let provisioned = self
             .metadata
             .provisioned(Some(name))?
-            .iter()
-            .any(|(_, q, _, _)| *q == alias.as_str());
+            .into_iter()
+            .find(|(_, q, _, _)| *q == alias.as_str())
+            .map(|(_, _, n, _)| n);
         if let Some(v) = update.version {
-            if provisioned && v != before {
+            if let Some(requested) = provisioned
+                && v != before
+            {
                 if v == Qualifier::Latest {
                     return Err(ControlError::Invalid(format!(
                         "alias {alias} has provisioned concurrency, which applies to a published version, not $LATEST; delete it first"
                     )));
                 }
-                self.check_one_config_per_version(
-                    name,
-                    &Selector::Alias(alias.clone()),
-                    v,
-                    Some(alias),
-                )?;
+                let selector = Selector::Alias(alias.clone());
+                self.check_one_config_per_version(name, &selector, v, Some(alias))?;
+                self.resolve(name, v)?;
+                self.check_node_room(name, &selector, v, requested)?;
             }
             a.version = v;
         }
@@ -181,7 +182,7 @@ impl Platform {
         a.validate()?;
         self.metadata.update_alias(&a)?;
         self.aliases.write().remove(&(name.clone(), alias.clone()));
-        if provisioned && a.version != before {
+        if provisioned.is_some() && a.version != before {
             self.move_provisioned(name, alias, before, a.version).await;
         }
         Ok(a)
@@ -209,13 +210,25 @@ impl Platform {
         let _guard = self.writes.lock().await;
         let kept = self.metadata.alias(name, alias)?.map(|a| a.version);
         self.metadata.delete_alias(name, alias)?;
-        // Its provisioned concurrency goes with it.
-        if self.metadata.delete_provisioned(name, alias.as_str())?
-            && let Some(version) = kept
-        {
-            self.move_provisioned_off(name, version).await;
-        }
         self.aliases.write().remove(&(name.clone(), alias.clone()));
+        // Its provisioned concurrency (and any schedule of it) goes with it.
+        match self.metadata.delete_provisioned(name, alias.as_str()) {
+            Ok(true) => {
+                if let Some(version) = kept {
+                    self.move_provisioned_off(name, version).await;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(function = %name, alias = %alias, "cannot delete the alias's provisioned concurrency: {e}")
+            }
+        }
+        if let Err(e) = self
+            .metadata
+            .delete_provisioned_schedules_of(name, alias.as_str())
+        {
+            tracing::warn!(function = %name, alias = %alias, "cannot delete the alias's provisioned concurrency schedules: {e}");
+        }
         self.urls
             .write()
             .remove(&(name.clone(), Some(alias.clone())));

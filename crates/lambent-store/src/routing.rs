@@ -560,6 +560,19 @@ impl MetadataStore {
         )? > 0)
     }
 
+    /// Removes the scheduled changes of `function:qualifier` (its alias was deleted).
+    pub fn delete_provisioned_schedules_of(
+        &self,
+        function: &FunctionName,
+        qualifier: &str,
+    ) -> Result<usize, MetadataError> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM provisioned_schedules WHERE function = ?1 AND qualifier = ?2",
+            params![function.as_str(), qualifier],
+        )?)
+    }
+
     /// Scheduled changes of provisioned concurrency, of one function or all.
     pub fn provisioned_schedules(
         &self,

@@ -291,7 +291,9 @@ async fn published_versions_are_immutable() {
 
 #[tokio::test]
 async fn two_hundred_and_fifty_concurrent_calls_all_succeed() {
-    let s = Server::start().await;
+    // Each call is a 128 MB instance: a budget that holds 250 of them on any host.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(dir.path(), &["--memory-budget-mb", "40000"]).await;
     s.deploy("hello", "hello-c", &[]);
     s.deploy("cgi", "cgi-c", &[]);
     let client = crate::harness::client_builder()

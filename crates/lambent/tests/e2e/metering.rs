@@ -251,7 +251,16 @@ async fn a_call_whose_caller_goes_away_is_still_metered() {
     assert_eq!(g["errors"], 1, "{g}");
     let billed = g["billedMs"].as_u64().expect("billed ms");
     assert!((900..5000).contains(&billed), "billed {billed} ms: {g}");
-    let v = get_json(&server, "/v1/invocations?function=nap").await;
+    // Records are written by the recorder's thread: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let v = get_json(&server, "/v1/invocations?function=nap").await;
+        if v["invocations"].as_array().is_some_and(|r| !r.is_empty()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no record: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let records = v["invocations"].as_array().expect("records");
     assert_eq!(records.len(), 1, "{v}");
     assert_eq!(records[0]["outcome"], "abandoned", "{v}");

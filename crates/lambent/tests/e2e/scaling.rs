@@ -80,10 +80,27 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
         ids.push(v["eventId"].as_str().expect("id").to_owned());
     }
     // Three run at a time; the others wait in the function's queue, which /metrics shows.
-    let waiting = server
-        .metric("lambent_function_async_events_waiting{function=\"slow\"}")
-        .await;
-    assert!(waiting > 0 && waiting <= 10, "{waiting} waiting");
+    let seen = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = get(server.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let waiting: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("lambent_function_async_events_waiting{function=\"slow\"} ")
+            })
+            .map_or(0, |v| v.trim().parse().expect("a count"));
+        assert!(waiting <= 10, "{waiting} waiting of 10");
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < seen, "no event was ever seen waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut done = 0;
@@ -320,8 +337,11 @@ async fn node_memory_is_never_oversubscribed_and_idle_instances_make_room_lru() 
     assert_eq!((ok, refused.len()), (4, 1), "{answers:?}");
     assert!(refused[0].1.contains("memory budget"), "{answers:?}");
     let peak = watcher.await.expect("watcher");
-    assert!(peak <= 512 * MB, "reserved {peak} bytes of a 512 MB budget");
-    assert!(peak >= 384 * MB, "the watcher saw the burst: {peak}");
+    assert_eq!(
+        peak,
+        512 * MB,
+        "four busy instances fill the budget, never more"
+    );
 
     // Provisioned concurrency the node's memory cannot hold is refused up front.
     server.cli_ok(&["publish", "a"]);
@@ -350,24 +370,32 @@ async fn wasm_calls_share_instances_up_to_their_instance_concurrency() {
 
     // Reserved concurrency 1 is one instance: with three calls per instance, three calls run
     // at once and a fourth is refused.
-    let calls: Vec<_> = (0..4)
-        .map(|i| {
-            let url = server.url("/fn/spin/loop");
-            tokio::spawn(async move {
-                // Staggered so the fourth is last in.
-                tokio::time::sleep(Duration::from_millis(100 * i)).await;
-                client()
-                    .get(url)
-                    .send()
-                    .await
-                    .expect("call")
-                    .status()
-                    .as_u16()
-            })
+    let spawn_call = || {
+        let url = server.url("/fn/spin/loop");
+        tokio::spawn(async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .expect("call")
+                .status()
+                .as_u16()
         })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let v: Value = get_json(&server, "/v1/instances").await;
+    };
+    let mut calls: Vec<_> = (0..3).map(|_| spawn_call()).collect();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let v = loop {
+        let v = get_json(&server, "/v1/instances").await;
+        if v["functions"]["spin"]["inFlight"] == 3 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "three calls never ran at once: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    calls.push(spawn_call());
     let spin = &v["functions"]["spin"];
     assert_eq!(
         (spin["busy"].as_u64(), spin["inFlight"].as_u64()),
@@ -402,14 +430,19 @@ async fn wasm_calls_share_instances_up_to_their_instance_concurrency() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("top");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..20 {
+    let mut top = top;
+    let mut made = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while top.try_wait().expect("top").is_none() {
+        assert!(Instant::now() < deadline, "top never finished");
         let r = client()
             .get(server.url("/fn/spin/"))
             .send()
             .await
             .expect("call");
         assert_eq!(r.status(), 200);
+        made += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let out = top.wait_with_output().expect("top output");
     assert!(out.status.success());
@@ -417,7 +450,10 @@ async fn wasm_calls_share_instances_up_to_their_instance_concurrency() {
     let rows = line["functions"].as_array().expect("rows");
     assert_eq!(rows.len(), 1, "only spin: {line}");
     let calls_per_s = rows[0]["callsPerSecond"].as_f64().expect("rate");
-    assert!(calls_per_s > 0.0 && calls_per_s <= 20.0 / 1.4, "{line}");
+    assert!(
+        calls_per_s > 0.0 && calls_per_s <= f64::from(made) / 1.4,
+        "{line}"
+    );
     assert!(rows[0]["p50Ms"].as_f64().is_some(), "{line}");
 
     // Runtime API functions take one event at a time: the setting is refused, clearly.
@@ -479,6 +515,8 @@ async fn a_function_can_have_its_own_keep_alive() {
         "the server's 10 minutes still hold for kept"
     );
     // The setting survives a restart.
+    drop(server);
+    let server = Server::start_with(dir.path(), &["--keep-alive", "600"]).await;
     let out = server.cli_ok(&["scaling", "brief"]);
     assert!(
         out.contains("keep-alive fixed, 1s") && !out.contains("server's"),
@@ -628,7 +666,11 @@ async fn changing_latest_keeps_a_busy_instance_of_a_published_version() {
             .expect("invoke")
             .status()
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(&server, "/v1/instances").await["functions"]["ver"]["busy"] != 1 {
+        assert!(Instant::now() < deadline, "version 1 never got busy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // New code for $LATEST retires $LATEST's instances, not version 1's.
     let _code = deploy_sleeper_with(&server, "ver", 256);
     assert_eq!(busy.await.expect("call"), 200);
