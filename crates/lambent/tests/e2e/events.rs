@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, expect_error, get_json};
+use crate::harness::{Server, client, expect_error, get_json, post_json};
 
 /// Events in each durability test.
 const EVENTS: usize = 10_000;
@@ -183,15 +183,6 @@ async fn start(dir: &Path, extra: &[&str]) -> Server {
     args.extend(["--event-pollers", "16", "--keep-alive", "60"]);
     args.extend_from_slice(extra);
     Server::start_with(dir, &args).await
-}
-
-async fn post_json(server: &Server, path: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
 }
 
 /// Accepts one event; its id.

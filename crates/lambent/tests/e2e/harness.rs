@@ -37,6 +37,26 @@ pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Respons
     client().get(url).send().await
 }
 
+/// POSTs `body` as JSON to `path` of `server`.
+pub async fn post_json(server: &Server, path: &str, body: serde_json::Value) -> reqwest::Response {
+    client()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// PUTs `body` as JSON to `path` of `server`.
+pub async fn put_json(server: &Server, path: &str, body: serde_json::Value) -> reqwest::Response {
+    client()
+        .put(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
 /// GETs `path` of `server`, insists on 200, and parses the JSON.
 pub async fn get_json(server: &Server, path: &str) -> serde_json::Value {
     let r = get(server.url(path)).await.expect("get");

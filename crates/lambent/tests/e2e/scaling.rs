@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, get, get_json};
+use crate::harness::{Server, client, get, get_json, post_json, put_json};
 
 /// A Python function that sleeps for `event["sleep"]` seconds.
 fn deploy_sleeper(server: &Server, name: &str) -> tempfile::TempDir {
@@ -69,12 +69,12 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
     // 10 async events: the excess waits in the queue and every one runs.
     let mut ids = Vec::new();
     for _ in 0..10 {
-        let r = client()
-            .post(server.url("/v1/functions/slow/events"))
-            .json(&json!({ "sleep": 0.5 }))
-            .send()
-            .await
-            .expect("event");
+        let r = post_json(
+            &server,
+            "/v1/functions/slow/events",
+            json!({ "sleep": 0.5 }),
+        )
+        .await;
         assert_eq!(r.status(), 202);
         let v: Value = r.json().await.expect("json");
         ids.push(v["eventId"].as_str().expect("id").to_owned());
@@ -124,12 +124,12 @@ async fn reserved_concurrency_is_exact_and_admission_queueing_absorbs_a_burst() 
     let answers = burst(&server, "slow", 6, 1.0).await;
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
     // A wait too long for a synchronous call is refused with a clear message.
-    let r = client()
-        .put(server.url("/v1/functions/slow/admission"))
-        .json(&json!({ "maxWaitMs": 600_000 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/slow/admission",
+        json!({ "maxWaitMs": 600_000 }),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.expect("json");
     assert!(
@@ -180,12 +180,12 @@ async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
     let _code = deploy_sleeper(&server, "ready");
     server.cli_ok(&["publish", "ready"]);
     // $LATEST cannot be provisioned, as on Lambda.
-    let r = client()
-        .put(server.url("/v1/functions/ready/provisioned?qualifier=$LATEST"))
-        .json(&json!({ "provisioned": 2 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/ready/provisioned?qualifier=$LATEST",
+        json!({ "provisioned": 2 }),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let out = server.cli_ok(&["provisioned", "ready:1", "2"]);
     assert!(out.contains("of 2 instances"), "{out}");
@@ -205,12 +205,7 @@ async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
         "both instances started before any call"
     );
     // The first call is warm and runs on a provisioned instance.
-    let r = client()
-        .post(server.url("/v1/functions/ready/invoke?qualifier=1"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("invoke");
+    let r = post_json(&server, "/v1/functions/ready/invoke?qualifier=1", json!({})).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["init"], "provisioned-concurrency", "{v}");
@@ -243,12 +238,7 @@ async fn provisioned_instances_exist_before_the_first_call_and_serve_it_warm() {
 
 /// Calls `name` once with no sleep; returns whether the call was cold.
 async fn cold(server: &Server, name: &str) -> bool {
-    let r = client()
-        .post(server.url(&format!("/v1/functions/{name}/invoke")))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("invoke");
+    let r = post_json(server, &format!("/v1/functions/{name}/invoke"), json!({})).await;
     assert_eq!(r.status(), 200, "{name}");
     r.headers()["x-lambent-cold-start"] == "true"
 }
@@ -345,12 +335,12 @@ async fn node_memory_is_never_oversubscribed_and_idle_instances_make_room_lru() 
 
     // Provisioned concurrency the node's memory cannot hold is refused up front.
     server.cli_ok(&["publish", "a"]);
-    let r = client()
-        .put(server.url("/v1/functions/a/provisioned?qualifier=1"))
-        .json(&json!({ "provisioned": 5 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/a/provisioned?qualifier=1",
+        json!({ "provisioned": 5 }),
+    )
+    .await;
     let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
     assert!(
         message.contains("640 MB") && message.contains("512 MB"),
@@ -458,20 +448,20 @@ async fn wasm_calls_share_instances_up_to_their_instance_concurrency() {
 
     // Runtime API functions take one event at a time: the setting is refused, clearly.
     let _code = deploy_sleeper(&server, "py");
-    let r = client()
-        .put(server.url("/v1/functions/py/scaling"))
-        .json(&json!({ "instanceConcurrency": 4 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/py/scaling",
+        json!({ "instanceConcurrency": 4 }),
+    )
+    .await;
     let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
     assert!(message.contains("Runtime API"), "{message}");
-    let r = client()
-        .put(server.url("/v1/functions/spin/scaling"))
-        .json(&json!({ "instanceConcurrency": 1001 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/spin/scaling",
+        json!({ "instanceConcurrency": 1001 }),
+    )
+    .await;
     crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
     server.cli_ok(&["scaling", "spin", "--clear"]);
     let v: Value = get_json(&server, "/v1/functions/spin/scaling").await;
@@ -522,12 +512,12 @@ async fn a_function_can_have_its_own_keep_alive() {
         out.contains("keep-alive fixed, 1s") && !out.contains("server's"),
         "{out}"
     );
-    let r = client()
-        .put(server.url("/v1/functions/brief/scaling"))
-        .json(&json!({ "keepAlivePolicy": "sometimes" }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/brief/scaling",
+        json!({ "keepAlivePolicy": "sometimes" }),
+    )
+    .await;
     let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
     assert!(message.contains("fixed or adaptive"), "{message}");
 }
@@ -607,21 +597,21 @@ async fn provisioned_concurrency_on_an_alias_follows_the_alias() {
     let v = wait_ready(&server, "/v1/functions/aliased/provisioned?qualifier=live").await;
     assert_eq!(v["allocated"], 1, "{v}");
     // The version behind the alias cannot take a second configuration.
-    let r = client()
-        .put(server.url("/v1/functions/aliased/provisioned?qualifier=1"))
-        .json(&json!({ "provisioned": 1 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/aliased/provisioned?qualifier=1",
+        json!({ "provisioned": 1 }),
+    )
+    .await;
     let message = crate::harness::expect_error(r, 409, "ResourceConflict").await;
     assert!(message.contains("through live"), "{message}");
     // The first call through the alias is warm, on the provisioned instance.
-    let r = client()
-        .post(server.url("/v1/functions/aliased/invoke?qualifier=live"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("invoke");
+    let r = post_json(
+        &server,
+        "/v1/functions/aliased/invoke?qualifier=live",
+        json!({}),
+    )
+    .await;
     assert_eq!(r.headers()["x-lambent-cold-start"], "false");
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["init"], "provisioned-concurrency", "{v}");
@@ -631,12 +621,12 @@ async fn provisioned_concurrency_on_an_alias_follows_the_alias() {
     server.cli_ok(&["publish", "aliased"]);
     server.cli_ok(&["alias", "aliased", "live", "2"]);
     wait_ready(&server, "/v1/functions/aliased/provisioned?qualifier=live").await;
-    let r = client()
-        .post(server.url("/v1/functions/aliased/invoke?qualifier=live"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("invoke");
+    let r = post_json(
+        &server,
+        "/v1/functions/aliased/invoke?qualifier=live",
+        json!({}),
+    )
+    .await;
     assert_eq!(r.headers()["x-lambent-version"], "2");
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["init"], "provisioned-concurrency", "{v}");
@@ -674,12 +664,7 @@ async fn changing_latest_keeps_a_busy_instance_of_a_published_version() {
     // New code for $LATEST retires $LATEST's instances, not version 1's.
     let _code = deploy_sleeper_with(&server, "ver", 256);
     assert_eq!(busy.await.expect("call"), 200);
-    let r = client()
-        .post(server.url("/v1/functions/ver/invoke?qualifier=1"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("invoke");
+    let r = post_json(&server, "/v1/functions/ver/invoke?qualifier=1", json!({})).await;
     assert_eq!(
         r.headers()["x-lambent-cold-start"],
         "false",
@@ -696,12 +681,7 @@ async fn advance_to(server: &Server, hour: i64, minutes: i64) {
         .expect("now");
     let target = hour * 3_600_000 + minutes * 60_000;
     let by = (target - now.rem_euclid(DAY)).rem_euclid(DAY);
-    let r = client()
-        .post(server.url("/v1/debug/clock"))
-        .json(&json!({ "advanceMs": by }))
-        .send()
-        .await
-        .expect("advance");
+    let r = post_json(server, "/v1/debug/clock", json!({ "advanceMs": by })).await;
     assert_eq!(r.status(), 200);
 }
 
@@ -732,12 +712,12 @@ async fn scheduled_provisioned_concurrency_opens_and_closes_a_window() {
         "{listed}"
     );
     // Rates are refused: a window is wall-clock times.
-    let r = client()
-        .put(server.url("/v1/functions/office/provisioned-schedules/often"))
-        .json(&json!({ "qualifier": "1", "schedule": "rate(5 minutes)", "provisioned": 1 }))
-        .send()
-        .await
-        .expect("put");
+    let r = put_json(
+        &server,
+        "/v1/functions/office/provisioned-schedules/often",
+        json!({ "qualifier": "1", "schedule": "rate(5 minutes)", "provisioned": 1 }),
+    )
+    .await;
     let message = crate::harness::expect_error(r, 400, "InvalidParameterValue").await;
     assert!(message.contains("cron"), "{message}");
 
