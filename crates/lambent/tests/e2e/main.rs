@@ -10,6 +10,7 @@ mod cli;
 mod cli_events;
 mod events;
 mod functions;
+mod hostile;
 mod lifecycle;
 mod metering;
 mod sandbox;

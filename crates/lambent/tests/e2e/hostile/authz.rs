@@ -1,0 +1,1 @@
+//! Hostile: authz (see docs/sandbox.md, threat model).

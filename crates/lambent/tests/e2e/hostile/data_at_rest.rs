@@ -1,0 +1,1 @@
+//! Hostile: data_at_rest (see docs/sandbox.md, threat model).

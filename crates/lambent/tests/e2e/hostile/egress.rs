@@ -1,0 +1,1 @@
+//! Hostile: egress (see docs/sandbox.md, threat model).

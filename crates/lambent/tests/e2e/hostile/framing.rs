@@ -1,0 +1,1 @@
+//! Hostile: framing (see docs/sandbox.md, threat model).

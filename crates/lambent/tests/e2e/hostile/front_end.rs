@@ -1,0 +1,1 @@
+//! Hostile: front_end (see docs/sandbox.md, threat model).

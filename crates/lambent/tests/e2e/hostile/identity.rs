@@ -1,0 +1,1 @@
+//! Hostile: identity (see docs/sandbox.md, threat model).

@@ -1,0 +1,1 @@
+//! Hostile: leaks (see docs/sandbox.md, threat model).

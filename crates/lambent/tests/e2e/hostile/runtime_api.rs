@@ -1,0 +1,1 @@
+//! Hostile: runtime_api (see docs/sandbox.md, threat model).

@@ -1,0 +1,1 @@
+//! Hostile: seccomp (see docs/sandbox.md, threat model).
