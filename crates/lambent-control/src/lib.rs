@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod concurrency;
+pub mod data_dir;
 mod events;
 mod instances;
 pub mod keepalive;

@@ -303,7 +303,7 @@ pub(crate) fn new_id() -> String {
 impl Platform {
     /// Opens the data directory and starts the executor.
     pub fn open(config: &PlatformConfig) -> Result<Self, ControlError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| CodeStoreError::Io {
+        crate::data_dir::secure(&config.data_dir).map_err(|source| CodeStoreError::Io {
             path: config.data_dir.clone(),
             source,
         })?;

@@ -59,6 +59,9 @@ pub(crate) const TAG_ERROR: u8 = b'E';
 /// The helper's entry point: call it from `main` before anything else when the first argument is
 /// [`HELPER_ARG`]. It never returns.
 pub fn helper_main() -> ! {
+    // lambent creates its own files private (umask 077); what the helper makes in the sandbox's
+    // root (mount points, /etc/passwd) and what the runtime creates must be readable as usual.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // SAFETY: lambent starts the helper with its control socket as stdin; nothing else in this
     // fresh process owns fd 0.
     let control = unsafe { UnixStream::from_raw_fd(0) };

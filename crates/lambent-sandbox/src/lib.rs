@@ -396,6 +396,15 @@ impl ProcessExecutor {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(contents) {
                 std::fs::write(&path, contents).map_err(io(&path))?;
             }
+            // Sandboxes read the bootstraps as their own uids, whatever lambent's umask.
+            set_mode(&path, 0o644);
+        }
+        let leftovers = package::remove_leftovers(&packages_dir);
+        if leftovers > 0 {
+            tracing::info!(
+                leftovers,
+                "removed code packages a crash left half-unpacked"
+            );
         }
         set_mode(&runtime_dir, 0o755);
         set_mode(&runtime_dir.join("python"), 0o755);

@@ -2,9 +2,17 @@
 //! and unpacked once per code hash into a directory that sandboxes mount read-only at `/var/task`.
 //!
 //! Checking refuses what could escape or exhaust the host: absolute or `..` paths (zip-slip),
-//! symbolic links that point outside the code root, more than
-//! [`MAX_UNZIPPED_CODE_BYTES`] unzipped (counted as bytes are written, not as the zip declares) and
-//! more than [`MAX_ZIP_ENTRIES`] entries. The executable bit survives, so a `bootstrap` can run.
+//! symbolic links that lead outside the code root once the tree is unpacked (each link is
+//! resolved against the archive's own tree, following the other links it passes through, so a
+//! chain such as `x -> .` and `l -> x/x/../..` is caught although each target looks harmless on
+//! its own), more than [`MAX_UNZIPPED_CODE_BYTES`] unzipped (counted as bytes are written, not as
+//! the zip declares), more than [`MAX_ZIP_ENTRIES`] entries, and an archive without a file (Lambda
+//! refuses those too). The executable bit survives, so a `bootstrap` can run.
+//!
+//! Unpacking is atomic and durable: the tree is written beside its final name, flushed to disk
+//! (`syncfs` once, rather than an `fsync` per file), renamed into place and the rename flushed
+//! with the parent directory. Staging trees a crash left behind are removed by
+//! [`remove_leftovers`] at start.
 
 use std::fs;
 use std::io::{self, Cursor, Read, Write};
@@ -15,6 +23,11 @@ use lambent_core::limits::{MAX_UNZIPPED_CODE_BYTES, MAX_ZIP_ENTRIES};
 
 /// Longest symbolic link target kept from a zip.
 const MAX_LINK_TARGET_BYTES: u64 = 4096;
+/// Links followed while resolving one link, as the kernel's own limit (`MAXSYMLINKS`); more is a
+/// loop.
+const MAX_LINK_HOPS: u32 = 40;
+/// Prefix of the staging directory a package is unpacked into before it is renamed into place.
+const STAGING_PREFIX: &str = ".unpack-";
 /// Mode of unpacked files without an executable bit: readable by the sandbox's user.
 const FILE_MODE: u32 = 0o644;
 /// Mode of unpacked executables and directories.
@@ -61,6 +74,12 @@ pub enum PackageError {
         /// the limit
         limit: usize,
     },
+    /// links that lead to each other forever
+    #[error("zip entry {0:?} is a link in a loop of links")]
+    LinkLoop(String),
+    /// no file at all
+    #[error("the zip archive has no files; upload a non-empty zip with your function's code")]
+    Empty,
     /// two entries for one path, one of them a link or a directory
     #[error("zip entry {0:?} conflicts with another entry of the same path")]
     Conflict(String),
@@ -103,7 +122,7 @@ struct Entry {
 /// Checks a package without writing anything.
 pub fn inspect(bytes: &[u8]) -> Result<PackageSummary, PackageError> {
     let mut archive = open(bytes)?;
-    let entries = entries(&mut archive)?;
+    let entries = checked_entries(&mut archive)?;
     let mut unzipped = 0u64;
     for i in 0..archive.len() {
         let file = archive
@@ -154,27 +173,109 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Whether a link at `link` (relative to the root) pointing to `target` stays inside the root.
-fn link_stays_inside(link: &Path, target: &str) -> bool {
+/// Why a link does not resolve inside the code root.
+#[derive(Debug, PartialEq, Eq)]
+enum Unresolvable {
+    /// the walk left the root, or the target is absolute or empty
+    Outside,
+    /// more than [`MAX_LINK_HOPS`] links on the way
+    Loop,
+}
+
+/// Resolves `target`, a link's target, from the directory `from` (components relative to the
+/// root) as the kernel would in the unpacked tree: each component that names another link of the
+/// archive is replaced by that link's own resolution. Returns the resolved path's components, or
+/// why it leaves the root. `links` maps each link's path to its target.
+fn resolve_link(
+    links: &std::collections::HashMap<PathBuf, String>,
+    from: &[PathBuf],
+    target: &str,
+    hops: &mut u32,
+) -> Result<Vec<PathBuf>, Unresolvable> {
     if target.is_empty() || target.starts_with('/') || target.contains('\0') {
-        return false;
+        return Err(Unresolvable::Outside);
     }
-    // Depth of the directory holding the link, then walk the target's components.
-    let mut depth = link.components().count().saturating_sub(1) as i64;
+    let mut at: Vec<PathBuf> = from.to_vec();
     for c in Path::new(target).components() {
         match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
+            Component::Normal(part) => {
+                let next = at
+                    .last()
+                    .map_or_else(|| PathBuf::from(part), |p| p.join(part));
+                match links.get(&next) {
+                    Some(inner) => {
+                        *hops += 1;
+                        if *hops > MAX_LINK_HOPS {
+                            return Err(Unresolvable::Loop);
+                        }
+                        at = resolve_link(links, &at, inner, hops)?;
+                    }
+                    None => at.push(next),
                 }
             }
-            Component::RootDir | Component::Prefix(_) => return false,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if at.pop().is_none() {
+                    return Err(Unresolvable::Outside);
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(Unresolvable::Outside),
         }
     }
-    true
+    Ok(at)
+}
+
+/// The path prefixes of `path` (`a`, `a/b`, `a/b/c`): the stack [`resolve_link`] walks from.
+fn prefixes(path: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for c in path.components() {
+        let next = out
+            .last()
+            .map_or_else(|| PathBuf::from(c.as_os_str()), |p| p.join(c));
+        out.push(next);
+    }
+    out
+}
+
+/// The entries of an archive, with every link resolved against the tree they make and an
+/// archive without files refused.
+fn checked_entries(
+    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+) -> Result<Vec<Entry>, PackageError> {
+    let entries = entries(archive)?;
+    if !entries
+        .iter()
+        .any(|e| matches!(e.kind, EntryKind::File { .. }))
+    {
+        return Err(PackageError::Empty);
+    }
+    let links: std::collections::HashMap<PathBuf, String> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Link(t) => Some((e.path.clone(), t.clone())),
+            _ => None,
+        })
+        .collect();
+    for e in &entries {
+        if let EntryKind::Link(target) = &e.kind {
+            let mut dir = prefixes(&e.path);
+            dir.pop();
+            let mut hops = 0;
+            match resolve_link(&links, &dir, target, &mut hops) {
+                Ok(_) => {}
+                Err(Unresolvable::Outside) => {
+                    return Err(PackageError::LinkOutside {
+                        path: e.path.display().to_string(),
+                        target: target.clone(),
+                    });
+                }
+                Err(Unresolvable::Loop) => {
+                    return Err(PackageError::LinkLoop(e.path.display().to_string()));
+                }
+            }
+        }
+    }
+    Ok(entries)
 }
 
 fn entries(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<Vec<Entry>, PackageError> {
@@ -197,9 +298,6 @@ fn entries(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<Vec<Entry>, P
                 .take(MAX_LINK_TARGET_BYTES)
                 .read_to_string(&mut target)
                 .map_err(|e| PackageError::Corrupt(format!("link {name}: {e}")))?;
-            if !link_stays_inside(&path, &target) {
-                return Err(PackageError::LinkOutside { path: name, target });
-            }
             EntryKind::Link(target)
         } else {
             EntryKind::File {
@@ -219,15 +317,22 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> Result<(), PackageError> {
         move |source| PackageError::Io { path, source }
     };
     let mut archive = open(bytes)?;
-    let entries = entries(&mut archive)?;
+    let entries = checked_entries(&mut archive)?;
     let parent = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let staging = parent.join(format!(".unpack-{}", uuid::Uuid::new_v4().as_simple()));
+    let staging = parent.join(format!(
+        "{STAGING_PREFIX}{}",
+        uuid::Uuid::new_v4().as_simple()
+    ));
     let result = unpack_into(&mut archive, &entries, &staging).and_then(|()| {
-        fs::set_permissions(&staging, fs::Permissions::from_mode(EXEC_MODE))
-            .map_err(io_err(&staging))?;
+        open_directories(&staging).map_err(io_err(&staging))?;
+        // Everything written reaches the disk before the tree appears under its name.
+        let dir = fs::File::open(&staging).map_err(io_err(&staging))?;
+        nix::unistd::syncfs(&dir).map_err(|e| io_err(&staging)(e.into()))?;
         match fs::rename(&staging, dest) {
-            Ok(()) => Ok(()),
+            Ok(()) => fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(parent)),
             // Another caller unpacked the same hash first: theirs is as good as ours.
             Err(_) if dest.is_dir() => {
                 let _ = fs::remove_dir_all(&staging);
@@ -240,6 +345,32 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> Result<(), PackageError> {
         let _ = fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// Gives every directory of an unpacked tree [`EXEC_MODE`] (directories made for a file's parents
+/// get lambent's private umask otherwise, and sandboxes read the tree as their own uids). Links
+/// are not followed.
+fn open_directories(dir: &Path) -> io::Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(EXEC_MODE))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            open_directories(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes staging trees that an unpack interrupted by a crash left in `packages_dir`; returns
+/// how many.
+pub fn remove_leftovers(packages_dir: &Path) -> usize {
+    let Ok(dir) = fs::read_dir(packages_dir) else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(STAGING_PREFIX))
+        .filter(|e| fs::remove_dir_all(e.path()).is_ok())
+        .count()
 }
 
 fn unpack_into(
@@ -375,14 +506,167 @@ mod tests {
             );
         }
         for target in ["/etc/shadow", "../../outside", "a/../../.."] {
-            let z = zip_of(&[("dir/link", target.as_bytes(), S_IFLNK | 0o777)]);
+            let z = zip_of(&[
+                ("app.py", b"x", 0o644),
+                ("dir/link", target.as_bytes(), S_IFLNK | 0o777),
+            ]);
             assert!(
                 matches!(inspect(&z), Err(PackageError::LinkOutside { .. })),
                 "{target}"
             );
         }
-        let inside = zip_of(&[("dir/link", b"../app.py", S_IFLNK | 0o777)]);
+        let inside = zip_of(&[
+            ("app.py", b"x", 0o644),
+            ("dir/link", b"../app.py", S_IFLNK | 0o777),
+        ]);
         assert!(inspect(&inside).is_ok());
+    }
+
+    #[test]
+    fn refuses_chains_of_links_that_leave_the_root() {
+        // Each target looks inside on its own; `x` is the root itself, so `x/x/../..` is its parent.
+        let chained = zip_of(&[
+            ("app.py", b"x", 0o644),
+            ("x", b".", S_IFLNK | 0o777),
+            ("l", b"x/x/../..", S_IFLNK | 0o777),
+        ]);
+        assert!(
+            matches!(inspect(&chained), Err(PackageError::LinkOutside { ref path, .. }) if path == "l"),
+            "{:?}",
+            inspect(&chained)
+        );
+        // A link into a directory that is itself a link upwards.
+        let through_dir = zip_of(&[
+            ("app.py", b"x", 0o644),
+            ("a/b/up", b"../..", S_IFLNK | 0o777),
+            ("a/esc", b"b/up/..", S_IFLNK | 0o777),
+        ]);
+        assert!(matches!(
+            inspect(&through_dir),
+            Err(PackageError::LinkOutside { .. })
+        ));
+        let looping = zip_of(&[
+            ("app.py", b"x", 0o644),
+            ("p", b"q", S_IFLNK | 0o777),
+            ("q", b"p", S_IFLNK | 0o777),
+        ]);
+        assert!(matches!(inspect(&looping), Err(PackageError::LinkLoop(_))));
+        // Links through links that stay inside are fine.
+        let fine = zip_of(&[
+            ("lib/util.py", b"X = 1", 0o644),
+            ("cur", b"lib", S_IFLNK | 0o777),
+            ("via", b"cur/../cur/util.py", S_IFLNK | 0o777),
+        ]);
+        assert!(inspect(&fine).is_ok(), "{:?}", inspect(&fine));
+    }
+
+    #[test]
+    fn an_archive_without_files_is_refused() {
+        assert!(matches!(inspect(&zip_of(&[])), Err(PackageError::Empty)));
+        let only_links = zip_of(&[("l", b"l2", S_IFLNK | 0o777)]);
+        assert!(matches!(inspect(&only_links), Err(PackageError::Empty)));
+        let dir = tempfile::tempdir().expect("tmp");
+        assert!(matches!(
+            unpack(&zip_of(&[]), &dir.path().join("pkg")),
+            Err(PackageError::Empty)
+        ));
+    }
+
+    #[test]
+    fn leftover_staging_trees_are_removed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(dir.path().join(".unpack-deadbeef/sub")).expect("mkdir");
+        fs::create_dir_all(dir.path().join("0123abcd")).expect("mkdir");
+        assert_eq!(remove_leftovers(dir.path()), 1);
+        assert!(dir.path().join("0123abcd").is_dir());
+        assert!(!dir.path().join(".unpack-deadbeef").exists());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Path-like strings built from a few names, `.`, `..`, empty parts and slashes.
+        fn pathish() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("a".to_owned()),
+                    Just("b".to_owned()),
+                    Just("x".to_owned()),
+                    Just(".".to_owned()),
+                    Just("..".to_owned()),
+                    Just(String::new()),
+                    "[a-z\\\\/.\\x00]{1,4}",
+                ],
+                1..5,
+            )
+            .prop_map(|parts| parts.join("/"))
+        }
+
+        /// Like `zip_of`, but an entry the writer refuses (a duplicate name, say) is left out.
+        fn lenient_zip_of(entries: &[(String, Vec<u8>, u32)]) -> Vec<u8> {
+            let mut out = Cursor::new(Vec::new());
+            {
+                let mut w = zip::ZipWriter::new(&mut out);
+                for (name, body, mode) in entries {
+                    if mode & S_IFMT == S_IFLNK {
+                        let target = String::from_utf8_lossy(body).into_owned();
+                        let _ = w.add_symlink(name.as_str(), target, SimpleFileOptions::default());
+                    } else if w
+                        .start_file(
+                            name.as_str(),
+                            SimpleFileOptions::default().unix_permissions(*mode),
+                        )
+                        .is_ok()
+                    {
+                        let _ = w.write_all(body);
+                    }
+                }
+                w.finish().expect("finish");
+            }
+            out.into_inner()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn safe_names_never_leave_the_root(name in pathish()) {
+                if let Some(p) = safe_relative(&name) {
+                    prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))));
+                }
+            }
+
+            /// Whatever links an archive holds, once it passes the check and is unpacked on a real
+            /// file system, every link that resolves at all resolves inside the code root.
+            #[test]
+            fn accepted_links_resolve_inside_once_unpacked(
+                links in proptest::collection::vec((pathish(), pathish()), 1..5)
+            ) {
+                let mut items: Vec<(String, Vec<u8>, u32)> =
+                    vec![("a/file".to_owned(), b"x".to_vec(), 0o644)];
+                for (name, target) in &links {
+                    items.push((name.clone(), target.clone().into_bytes(), S_IFLNK | 0o777));
+                }
+                let z = lenient_zip_of(&items);
+                let dir = tempfile::tempdir().expect("tmp");
+                let dest = dir.path().join("pkg");
+                if unpack(&z, &dest).is_ok() {
+                    let root = fs::canonicalize(&dest).expect("root");
+                    for (name, _) in &links {
+                        let Some(rel) = safe_relative(name) else { continue };
+                        if let Ok(real) = fs::canonicalize(dest.join(&rel)) {
+                            prop_assert!(
+                                real.starts_with(&root),
+                                "{name} resolves to {} outside {}",
+                                real.display(),
+                                root.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

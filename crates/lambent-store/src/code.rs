@@ -1,9 +1,11 @@
 //! A content-addressed code store on the local filesystem.
 //!
 //! Each object is named by the sha256 of its uncompressed bytes and stored zstd-compressed at
-//! `<root>/<first two hex digits>/<sha256>.zst`. Writes go to a temporary file that is renamed
-//! into place, so a crash never leaves a half-written object under its final name, and identical
-//! uploads are stored once.
+//! `<root>/<first two hex digits>/<sha256>.zst`. Writes go to a temporary file of their own
+//! (so concurrent writes of the same hash never share one), which is flushed, renamed into place,
+//! and the rename flushed with its directory: a crash never leaves a half-written object under
+//! its final name, an acknowledged write survives a power cut, and identical uploads are stored
+//! once. Temporary files a crash left behind are removed when the store is opened.
 
 use std::fs;
 use std::io::{self, Write};
@@ -13,6 +15,8 @@ use sha2::{Digest, Sha256};
 
 /// zstd level for stored code: fast to write, and wasm compresses well even at low levels.
 const ZSTD_LEVEL: i32 = 3;
+/// Suffix of an object being written.
+const TMP_SUFFIX: &str = ".tmp";
 
 /// Errors of the code store.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +59,34 @@ impl CodeStore {
             path: root.clone(),
             source,
         })?;
-        Ok(Self { root })
+        let store = Self { root };
+        let removed = store.remove_leftovers();
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "code store: removed temporary files left by a crash"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Removes the temporary files of writes that a crash interrupted; returns how many.
+    fn remove_leftovers(&self) -> usize {
+        let Ok(shards) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        shards
+            .flatten()
+            .filter(|shard| shard.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|shard| fs::read_dir(shard.path()).ok())
+            .flat_map(|files| files.flatten())
+            .filter(|f| {
+                let name = f.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with('.') && name.ends_with(TMP_SUFFIX)
+            })
+            .filter(|f| fs::remove_file(f.path()).is_ok())
+            .count()
     }
 
     fn path_of(&self, sha256: &str) -> Result<PathBuf, CodeStoreError> {
@@ -80,12 +111,16 @@ impl CodeStore {
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL).map_err(io_err(&path))?;
-        let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{sha}.{}.{n}{TMP_SUFFIX}", std::process::id()));
         let write = || -> io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
+            let mut file = fs::File::create_new(&tmp)?;
             file.write_all(&compressed)?;
             file.sync_all()?;
-            fs::rename(&tmp, &path)
+            // A concurrent write of the same hash may rename first: the content is the same.
+            fs::rename(&tmp, &path)?;
+            fs::File::open(dir)?.sync_all()
         };
         if let Err(source) = write() {
             let _ = fs::remove_file(&tmp);
@@ -152,6 +187,32 @@ mod tests {
         );
         store.remove(&sha).expect("remove");
         assert!(matches!(store.get(&sha), Err(CodeStoreError::Missing(_))));
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_hash_are_safe_and_leftovers_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CodeStore::open(dir.path()).expect("open");
+        let code: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| store.put(&code).expect("put"));
+            }
+        });
+        let sha = sha256_hex(&code);
+        assert_eq!(store.get(&sha).expect("get"), code);
+        let shard = dir.path().join(&sha[..2]);
+        let names = |d: &Path| -> Vec<String> {
+            fs::read_dir(d)
+                .expect("ls")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&shard), vec![format!("{sha}.zst")]);
+        // A crash mid-write leaves a temporary file; the next open removes it.
+        fs::write(shard.join(format!(".{sha}.0123{TMP_SUFFIX}")), b"half").expect("write");
+        let _ = CodeStore::open(dir.path()).expect("reopen");
+        assert_eq!(names(&shard), vec![format!("{sha}.zst")]);
     }
 
     #[test]
