@@ -7,13 +7,14 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use lambent_core::FunctionCreate;
-use lambent_core::limits::MAX_CODE_BYTES;
+use lambent_core::limits::{MAX_CODE_BYTES, MAX_CODE_UPLOAD_REQUEST_BYTES};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
-/// Largest body of a code upload: the code limit, base64-inflated, plus room for the rest.
-pub const MAX_UPLOAD_BODY_BYTES: usize = MAX_CODE_BYTES / 3 * 4 + 1024 * 1024;
+/// Largest body of a code upload: [`MAX_CODE_UPLOAD_REQUEST_BYTES`] (the code limit,
+/// base64-inflated, plus room for the rest).
+pub const MAX_UPLOAD_BODY_BYTES: usize = MAX_CODE_UPLOAD_REQUEST_BYTES;
 /// Largest body of a JSON request without code.
 pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 
@@ -21,6 +22,10 @@ pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 /// a client that does not wait for `100 Continue` finish sending and see the answer, instead of a
 /// connection reset; past this the connection is closed.
 const MAX_DISCARD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest time spent reading and dropping an oversized body before answering 413, so that a
+/// caller that declares a large body and sends it slowly (or not at all) is answered anyway.
+const MAX_DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The declared `Content-Length`, if any.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -30,20 +35,24 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads and drops what is left of `body`, up to [`MAX_DISCARD_BYTES`].
+/// Reads and drops what is left of `body`, up to [`MAX_DISCARD_BYTES`] and for at most
+/// [`MAX_DISCARD_TIME`].
 pub async fn discard<B>(mut body: B)
 where
     B: http_body::Body + Unpin,
 {
-    let mut seen = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            seen += bytes::Buf::remaining(data);
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += bytes::Buf::remaining(data);
+            }
+            if seen > MAX_DISCARD_BYTES {
+                break;
+            }
         }
-        if seen > MAX_DISCARD_BYTES {
-            break;
-        }
-    }
+    };
+    let _ = tokio::time::timeout(MAX_DISCARD_TIME, drain).await;
 }
 
 /// Reads the whole body, refusing with a JSON 413 past `limit`.
@@ -52,8 +61,12 @@ pub async fn read_limited(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    if declared_length(headers).is_some_and(|n| n > limit as u64) {
-        discard(body).await;
+    if let Some(declared) = declared_length(headers).filter(|n| *n > limit as u64) {
+        // A body too large to drop is not waited for: the answer comes at once and the
+        // connection is closed after it.
+        if declared <= MAX_DISCARD_BYTES as u64 {
+            discard(body).await;
+        }
         return Err(ApiError::too_large(limit));
     }
     let mut body = body;
@@ -144,8 +157,15 @@ pub async fn read_deploy(
 /// Code for a code update: raw bytes, or the `code` part of a multipart body.
 pub async fn read_code(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let ct = content_type(headers).to_ascii_lowercase();
-    let bytes = read_limited(headers, body, MAX_UPLOAD_BODY_BYTES).await?;
-    if ct.starts_with("multipart/form-data") {
+    let multipart = ct.starts_with("multipart/form-data");
+    // Raw code is not base64-inflated: its limit is the code limit itself.
+    let limit = if multipart {
+        MAX_UPLOAD_BODY_BYTES
+    } else {
+        MAX_CODE_BYTES
+    };
+    let bytes = read_limited(headers, body, limit).await?;
+    if multipart {
         let (config, code) = read_multipart(headers, bytes).await?;
         if config.is_some() {
             return Err(ApiError::bad_request(
@@ -154,9 +174,6 @@ pub async fn read_code(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiErro
         }
         code.ok_or_else(|| ApiError::bad_request("the multipart body has no 'code' part"))
     } else {
-        if bytes.len() > MAX_CODE_BYTES {
-            return Err(ApiError::too_large(MAX_CODE_BYTES));
-        }
         Ok(bytes)
     }
 }

@@ -46,13 +46,26 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
     }
 
-    /// 413 with code `PayloadTooLarge`.
+    /// 413 with code `PayloadTooLarge`, naming the limit in bytes and in MB.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLarge",
-            format!("the request body is larger than the {limit} byte limit"),
+            format!(
+                "the request body is larger than the {limit} byte limit ({}) of this operation",
+                megabytes(limit)
+            ),
         )
+    }
+}
+
+/// `bytes` in MB (MiB, as Lambda counts them), with one decimal when it is not whole.
+pub(crate) fn megabytes(bytes: usize) -> String {
+    const MB: usize = 1024 * 1024;
+    if bytes.is_multiple_of(MB) {
+        format!("{} MB", bytes / MB)
+    } else {
+        format!("{:.1} MB", bytes as f64 / MB as f64)
     }
 }
 
@@ -248,9 +261,10 @@ fn lambda_status(e: &ControlError) -> (StatusCode, &'static str) {
             tracing::error!(error = %e, "cannot unpack code");
             (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException")
         }
-        ControlError::CodeTooLarge { .. } => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException")
-        }
+        ControlError::CodeTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+        ),
         ControlError::RuntimeUnavailable { .. } => {
             (StatusCode::BAD_GATEWAY, "InvalidRuntimeException")
         }

@@ -220,9 +220,6 @@ async fn url_event_call(
     body: Body,
     remote: Option<SocketAddr>,
 ) -> UrlResult {
-    let body = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES)
-        .await
-        .map_err(|e| Box::new(e.into_response()))?;
     let request_id = uuid::Uuid::new_v4().to_string();
     let host = parts
         .headers
@@ -234,31 +231,49 @@ async fn url_event_call(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut headers = parts.headers.clone();
-    headers.remove(http::header::AUTHORIZATION);
-    let ctx = url_event::EventContext {
-        request_id: &request_id,
-        account_id: lambent_core::limits::ACCOUNT_ID,
-        url_id: target.name.as_str(),
-        domain_name: &host,
-        source_ip: &source_ip,
-        time_epoch_ms: now_ms,
-    };
-    let event = url_event::request_event(
-        &parts.method,
-        rest,
-        parts.uri.query(),
-        &headers,
-        &body,
-        &ctx,
-    );
-    let event = Bytes::from(event.to_string());
+    let url_id = target.name.to_string();
+    let path = rest.to_owned();
+    let event_request_id = request_id.clone();
+    // The event is made when the invocation reads its body, which is after the call has its
+    // concurrency seat: a caller refused a seat gets its 429 without its upload being read, so
+    // what is buffered for one function is at most its concurrency times the payload limit.
+    let event = futures::stream::once(async move {
+        let body = read_limited(&parts.headers, body, MAX_SYNC_PAYLOAD_BYTES)
+            .await
+            .map_err(|e| {
+                if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    BodyError::TooLarge {
+                        limit: MAX_SYNC_PAYLOAD_BYTES,
+                    }
+                } else {
+                    BodyError::Stream(e.message)
+                }
+            })?;
+        let mut headers = parts.headers;
+        headers.remove(http::header::AUTHORIZATION);
+        let ctx = url_event::EventContext {
+            request_id: &event_request_id,
+            account_id: lambent_core::limits::ACCOUNT_ID,
+            url_id: &url_id,
+            domain_name: &host,
+            source_ip: &source_ip,
+            time_epoch_ms: now_ms,
+        };
+        let event = url_event::request_event(
+            &parts.method,
+            &path,
+            parts.uri.query(),
+            &headers,
+            &body,
+            &ctx,
+        );
+        Ok::<_, BodyError>(http_body::Frame::data(Bytes::from(event.to_string())))
+    });
     let guest_req = http::Request::builder()
         .method(http::Method::POST)
         .uri("/")
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CONTENT_LENGTH, event.len())
-        .body(Full::new(event))
+        .body(http_body_util::StreamBody::new(event).boxed_unsync())
         .map_err(|e| {
             Box::new(ApiError::bad_request(format!("cannot build the event: {e}")).into_response())
         })?;
@@ -296,7 +311,9 @@ async fn url_event_call(
         // A function URL answers an unhandled error with 502, as Lambda's do.
         let mut r = http::Response::new(payload);
         *r.status_mut() = StatusCode::BAD_GATEWAY;
-        r.headers_mut().extend(head.headers);
+        let mut headers = head.headers;
+        url_event::drop_server_owned_headers(&mut headers);
+        r.headers_mut().extend(headers);
         r
     } else {
         match url_event::response_from_payload(&payload) {

@@ -19,10 +19,10 @@ mod keys;
 pub mod lambda;
 mod routing;
 mod scaling;
+pub mod server;
 pub mod url_event;
 mod usage;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -32,6 +32,7 @@ use axum::routing::{any, get, post, put};
 use lambent_control::Platform;
 
 pub use error::{ApiError, LambdaError};
+pub use server::ServeConfig;
 
 /// Header with the invocation's id.
 pub const HEADER_INVOCATION_ID: &str = "x-lambent-invocation-id";
@@ -458,16 +459,13 @@ fn function_metrics(platform: &Platform) -> String {
     out
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; in-flight requests finish first.
+/// Serves the API on `listener` with the limits of `config` until `shutdown` resolves; in-flight
+/// requests finish first.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     platform: Arc<Platform>,
+    config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve_router(listener, router(platform), config, shutdown).await
 }

@@ -48,14 +48,6 @@ pub const TEXT_MEDIA_TYPES: [&str; 3] = [
     "application/xml",
 ];
 
-/// Headers a function may not set, because they describe the connection or the framing of the
-/// body, which the server owns: a wrong `content-length` would corrupt the response.
-pub const FRAMING_HEADERS: [HeaderName; 3] = [
-    http::header::CONNECTION,
-    http::header::CONTENT_LENGTH,
-    http::header::TRANSFER_ENCODING,
-];
-
 /// The smallest and largest status a function may return in `statusCode`.
 pub const STATUS_CODE_RANGE: std::ops::RangeInclusive<u16> = 100..=599;
 
@@ -241,8 +233,8 @@ pub fn request_event(
 ///
 /// - A JSON object with a `statusCode` is a response description. `statusCode` is an integer or a
 ///   numeric string (AWS accepts `"418"`) from 100 to 599. `headers` is an object whose values are
-///   strings (numbers and booleans are written out, null skips the header; [`FRAMING_HEADERS`]
-///   are dropped). Each string in
+///   strings (numbers and booleans are written out, null skips the header; the headers
+///   the server owns, [`lambent_core::framing::is_server_owned`], are dropped). Each string in
 ///   `cookies` becomes its own `set-cookie` header. `body` is a string, base64-decoded when
 ///   `isBase64Encoded` is true; a missing or null body is empty, and any other JSON body is sent
 ///   as its JSON text. `multiValueHeaders` is ignored: it belongs to format 1.0, and format 2.0
@@ -297,7 +289,7 @@ fn described_response(object: &Map<String, Value>) -> Result<Response<Bytes>, Ur
                 };
                 let header_name = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| UrlEventError::InvalidHeaderName(name.clone()))?;
-                if FRAMING_HEADERS.contains(&header_name) {
+                if lambent_core::framing::is_server_owned(header_name.as_str()) {
                     continue;
                 }
                 let header_value = HeaderValue::from_str(&text)
@@ -349,6 +341,18 @@ fn described_response(object: &Map<String, Value>) -> Result<Response<Bytes>, Ur
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// Drops the headers a function may not set ([`lambent_core::framing::is_server_owned`]).
+pub fn drop_server_owned_headers(headers: &mut HeaderMap) {
+    let owned: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| lambent_core::framing::is_server_owned(k.as_str()))
+        .cloned()
+        .collect();
+    for name in owned {
+        headers.remove(name);
+    }
 }
 
 /// The status `statusCode` names: an integer, or a string of digits, in [`STATUS_CODE_RANGE`].
@@ -928,6 +932,142 @@ mod tests {
                 "{}: {error}",
                 String::from_utf8_lossy(payload)
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CTX: EventContext<'static> = EventContext {
+        request_id: "req-1",
+        account_id: "123456789012",
+        url_id: "abcdefg",
+        domain_name: "abcdefg.lambda-url.local",
+        source_ip: "203.0.113.7",
+        time_epoch_ms: 1_795_885_559_123,
+    };
+
+    fn method() -> impl Strategy<Value = Method> {
+        prop_oneof![
+            prop::sample::select(vec![
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::PATCH,
+                Method::OPTIONS,
+                Method::HEAD,
+            ]),
+            "[A-Z]{1,10}".prop_filter_map("a method", |m| Method::from_bytes(m.as_bytes()).ok()),
+        ]
+    }
+
+    /// Arbitrary headers as an HTTP server would accept them: token names, any visible bytes.
+    fn headers() -> impl Strategy<Value = HeaderMap> {
+        prop::collection::vec(
+            (
+                "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,16}",
+                prop::collection::vec(prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff], 0..24),
+            ),
+            0..10,
+        )
+        .prop_map(|pairs| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_bytes(&value),
+                ) {
+                    map.append(n, v);
+                }
+            }
+            map
+        })
+    }
+
+    fn body_bytes(event: &Value) -> Vec<u8> {
+        match (&event["body"], &event["isBase64Encoded"]) {
+            (Value::Null, _) => Vec::new(),
+            (Value::String(b), Value::Bool(true)) => BASE64.decode(b).expect("base64 body"),
+            (Value::String(b), _) => b.as_bytes().to_vec(),
+            (other, _) => panic!("body is {other}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_request_maps_to_an_event_that_carries_it(
+            method in method(),
+            path in "/[ -~]{0,40}",
+            query in prop::option::of("[ -~]{0,40}"),
+            headers in headers(),
+            body in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let event = request_event(&method, &path, query.as_deref(), &headers, &body, &CTX);
+            prop_assert_eq!(&event["version"], PAYLOAD_VERSION);
+            prop_assert_eq!(&event["rawPath"], path.as_str());
+            prop_assert_eq!(&event["requestContext"]["http"]["path"], path.as_str());
+            prop_assert_eq!(&event["rawQueryString"], query.as_deref().unwrap_or(""));
+            prop_assert_eq!(&event["requestContext"]["http"]["method"], method.as_str());
+            prop_assert_eq!(body_bytes(&event), body);
+            let object = event["headers"].as_object().expect("headers object");
+            for name in headers.keys() {
+                prop_assert!(object.contains_key(name.as_str()), "{name} is missing");
+            }
+            prop_assert_eq!(object.len(), headers.keys_len());
+            // The event is JSON that parses back to itself.
+            let text = event.to_string();
+            let again: Value = serde_json::from_str(&text).expect("json");
+            prop_assert_eq!(again, event);
+        }
+
+        #[test]
+        fn any_payload_maps_to_a_response_or_an_error_without_panicking(
+            payload in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let _ = response_from_payload(&payload);
+        }
+
+        #[test]
+        fn a_described_response_round_trips_and_never_keeps_server_owned_headers(
+            status in 100u16..600,
+            headers in prop::collection::btree_map(
+                prop_oneof![
+                    prop::sample::select(vec![
+                        "Content-Length", "transfer-encoding", "CONNECTION", "Keep-Alive",
+                        "upgrade", "TE", "Trailer", "Proxy-Connection", "x-a", "Content-Type",
+                    ]).prop_map(str::to_owned),
+                    "x-[a-z0-9-]{1,12}",
+                ],
+                "[!-~]{0,16}",
+                0..8,
+            ),
+            body in "[ -~]{0,64}",
+            encode in any::<bool>(),
+        ) {
+            let sent_body = if encode { BASE64.encode(&body) } else { body.clone() };
+            let payload = json!({
+                "statusCode": status,
+                "headers": headers,
+                "body": sent_body,
+                "isBase64Encoded": encode,
+            });
+            let response = response_from_payload(payload.to_string().as_bytes()).expect("valid");
+            prop_assert_eq!(response.status().as_u16(), status);
+            prop_assert_eq!(response.body().as_ref(), body.as_bytes());
+            for name in response.headers().keys() {
+                prop_assert!(!lambent_core::framing::is_server_owned(name.as_str()), "{name} survived");
+            }
+            for (name, value) in &headers {
+                if !lambent_core::framing::is_server_owned(name) {
+                    let got = response.headers().get(name.as_str()).map(|v| v.as_bytes());
+                    prop_assert_eq!(got, Some(value.as_bytes()));
+                }
+            }
         }
     }
 }

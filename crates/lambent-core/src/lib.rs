@@ -10,6 +10,7 @@
 pub mod alias;
 pub mod budget;
 pub mod event;
+pub mod framing;
 pub mod function;
 pub mod invocation;
 pub mod limits;

@@ -21,8 +21,13 @@ pub const DEFAULT_TIMEOUT_S: u32 = 3;
 pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// Largest response a buffered (CGI-style) function may write, in bytes (Lambda's 6 MB).
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
-/// Largest code upload, in bytes. A Python component built with componentize-py is about 40 MB.
-pub const MAX_CODE_BYTES: usize = 128 * 1024 * 1024;
+/// Largest code upload (a zip or a `.wasm` file), in bytes: Lambda's 50 MB for a direct upload.
+/// A Python component built with componentize-py is about 18 MB.
+pub const MAX_CODE_BYTES: usize = 50 * 1024 * 1024;
+/// Largest request body of a code upload (create, deploy, code update; native and Lambda API):
+/// the code base64-encoded (JSON requests carry it so; Lambda's limit is on the request, 50 MB of
+/// zip), plus 1 MB for the configuration and multipart framing.
+pub const MAX_CODE_UPLOAD_REQUEST_BYTES: usize = MAX_CODE_BYTES.div_ceil(3) * 4 + 1024 * 1024;
 
 /// Largest total size of a function's environment variables, keys and values, in bytes (Lambda's 4 KB).
 pub const MAX_ENVIRONMENT_BYTES: usize = 4 * 1024;

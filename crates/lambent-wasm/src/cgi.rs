@@ -112,7 +112,9 @@ pub fn cgi_environment(
     env
 }
 
-/// Parses a CGI response: header lines, an empty line, then the body.
+/// Parses a CGI response: header lines, an empty line, then the body. Headers the server owns
+/// ([`lambent_core::framing`]: `Content-Length`, `Transfer-Encoding`, `Connection`, ...) are
+/// dropped; the server frames the body.
 pub fn parse_cgi_response(out: &[u8]) -> Result<http::Response<Bytes>, InvokeError> {
     let bad = |m: String| InvokeError::BadCgiResponse(m);
     let (head_len, body_start) = find_header_end(out).ok_or_else(|| {
@@ -144,6 +146,10 @@ pub fn parse_cgi_response(out: &[u8]) -> Result<http::Response<Bytes>, InvokeErr
         }
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| bad(format!("{name:?} is not a valid header name")))?;
+        // The framing of the body and the connection are the server's.
+        if lambent_core::framing::is_server_owned(name.as_str()) {
+            continue;
+        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| bad(format!("the value of header {name} is not valid")))?;
         location |= name == http::header::LOCATION;
@@ -330,5 +336,79 @@ mod tests {
             parse_cgi_response(b"Status: abc\n\n"),
             Err(InvokeError::BadCgiResponse(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Header names a function might try, in any case: the server's own and ordinary ones.
+    fn header_name() -> impl Strategy<Value = String> {
+        let names = prop::sample::select(vec![
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Keep-Alive",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Proxy-Connection",
+            "Proxy-Authorization",
+            "Content-Type",
+            "X-Custom",
+            "Set-Cookie",
+            "Location",
+        ]);
+        (names, any::<u64>()).prop_map(|(n, case)| {
+            n.chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if (case >> (i % 64)) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_output_parses_or_is_refused_without_panicking(out in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_cgi_response(&out);
+        }
+
+        #[test]
+        fn server_owned_headers_never_survive(
+            headers in prop::collection::vec((header_name(), "[ -~]{0,20}"), 0..12),
+            crlf in any::<bool>(),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut out = Vec::new();
+            for (name, value) in &headers {
+                out.extend_from_slice(format!("{name}: {value}{eol}").as_bytes());
+            }
+            out.extend_from_slice(eol.as_bytes());
+            out.extend_from_slice(&body);
+            // Without any header line, where the header section ends depends on the body.
+            prop_assume!(!headers.is_empty());
+            let response = parse_cgi_response(&out);
+            prop_assert!(response.is_ok(), "{:?}", response.err());
+            let Ok(response) = response else { return Ok(()) };
+            for name in response.headers().keys() {
+                prop_assert!(!lambent_core::framing::is_server_owned(name.as_str()), "{name} survived");
+            }
+            for (name, _) in &headers {
+                if !lambent_core::framing::is_server_owned(name) {
+                    prop_assert!(response.headers().contains_key(name.as_str()), "{name} was lost");
+                }
+            }
+            prop_assert_eq!(response.body().as_ref(), &body[..]);
+        }
     }
 }

@@ -75,6 +75,20 @@ impl WasiHttpHooks for DenyOutbound {
     }
 }
 
+/// Drops the headers a function may not set ([`lambent_core::framing`]). wasmtime-wasi-http
+/// already refuses most of them from the guest; `Content-Length` it lets through (and holds the
+/// guest to), so it goes here, and the server frames the body.
+pub fn drop_server_owned_headers(headers: &mut http::HeaderMap) {
+    let owned: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| lambent_core::framing::is_server_owned(k.as_str()))
+        .cloned()
+        .collect();
+    for name in owned {
+        headers.remove(name);
+    }
+}
+
 pub(crate) fn logs_text(pipe: &CapturePipe) -> String {
     let (bytes, overflowed) = pipe.contents();
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
@@ -210,8 +224,12 @@ impl WasmEngine {
         let init = init_rx.try_recv().unwrap_or_default();
         let failure = |error, logs| Failure { error, logs, init };
         match response {
-            Ok(Ok(resp)) => Ok(Invocation {
-                response: resp.map(|b| {
+            Ok(Ok(mut resp)) => Ok(Invocation {
+                response: {
+                    drop_server_owned_headers(resp.headers_mut());
+                    resp
+                }
+                .map(|b| {
                     b.map_err(|e| BodyError::Stream(e.to_string()))
                         .boxed_unsync()
                 }),

@@ -82,6 +82,58 @@ pub struct ServeArgs {
     /// Let `POST /v1/debug/clock` move the clock of events and schedules forward (for tests).
     #[arg(long)]
     test_clock: bool,
+    /// Seconds a caller has to send a whole request head, from its first byte (a new connection:
+    /// from being accepted); slower ones are disconnected.
+    #[arg(long, default_value_t = lambent_api::server::DEFAULT_HEADER_TIMEOUT.as_secs_f64())]
+    header_timeout: f64,
+    /// Seconds a connection may stay open with no request in flight and no byte moving (idle
+    /// keep-alive, or a caller that stopped reading its response).
+    #[arg(long, default_value_t = lambent_api::server::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
+    /// Connections open at once, at most; more are answered 503 (Retry-After) and closed at once.
+    #[arg(long, default_value_t = lambent_api::server::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+/// Descriptors kept for lambent's own use besides client connections (databases, code files,
+/// sandbox pipes and Runtime API sockets), when checking the open-file limit against
+/// `--max-connections`.
+const RESERVED_DESCRIPTORS: u64 = 1024;
+
+/// Raises this process's open-file soft limit to its hard limit, and says what it got; warns when
+/// that leaves too few descriptors for `max_connections`.
+fn raise_open_file_limit(max_connections: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return;
+        }
+    };
+    let limit = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::info!(from = soft, to = hard, "raised the open-file limit");
+                hard
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        }
+    } else {
+        tracing::info!(limit = soft, "open-file limit");
+        soft
+    };
+    let wanted = max_connections.saturating_add(RESERVED_DESCRIPTORS);
+    if limit < wanted {
+        tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit leaves fewer descriptors than --max-connections needs (plus {RESERVED_DESCRIPTORS} for lambent's own use); raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        );
+    }
 }
 
 /// A bundled example: name, code, environment, description.
@@ -244,6 +296,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_open_file_limit(args.max_connections);
+    let listener_config = lambent_api::ServeConfig {
+        header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--header-timeout must be a positive number of seconds")?,
+        idle_timeout: std::time::Duration::try_from_secs_f64(args.idle_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--idle-timeout must be a positive number of seconds")?,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    };
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     // Like MinIO's root credentials, the admin key comes from the environment when it is set
     // (never from a flag, which other users could read in the process list).
@@ -329,7 +393,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         deploy_examples(&platform, &base).await?;
         say!("try: curl {base}/fn/hello/   |   lambent invoke cgi --data '{{\"hi\":1}}'");
     }
-    lambent_api::serve(listener, platform.clone(), shutdown_signal()).await?;
+    lambent_api::serve(
+        listener,
+        platform.clone(),
+        listener_config,
+        shutdown_signal(),
+    )
+    .await?;
     platform.shutdown();
     platform.drain(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use lambent_control::AliasUpdate;
-use lambent_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use lambent_core::limits::{DEFAULT_PAGE_SIZE, MAX_CODE_BYTES, MAX_PAGE_SIZE};
 use lambent_core::{
     AliasName, FunctionCreate, FunctionName, FunctionUpdate, FunctionVersion, Qualifier, Selector,
     UrlAuthType,
@@ -43,6 +43,27 @@ async fn json_body<T: DeserializeOwned>(
             "the request body is not valid for this operation: {e}"
         ))
     })
+}
+
+/// The JSON body of a code upload (`CreateFunction`, `UpdateFunctionCode`). Over
+/// [`MAX_UPLOAD_BODY_BYTES`] it is Lambda's `RequestEntityTooLargeException`, worded as Lambda
+/// words it, with the limit on the zip added.
+async fn code_upload_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    operation: &str,
+) -> Result<T> {
+    match json_body(headers, body, MAX_UPLOAD_BODY_BYTES).await {
+        Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => Err(LambdaError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!(
+                "Request must be smaller than {MAX_UPLOAD_BODY_BYTES} bytes for the {operation} operation (a ZipFile of at most {MAX_CODE_BYTES} bytes, {}, base64-encoded)",
+                crate::error::megabytes(MAX_CODE_BYTES)
+            ),
+        )),
+        other => other,
+    }
 }
 
 fn page_size(max_items: Option<u32>) -> Result<usize> {
@@ -222,7 +243,7 @@ fn read_target(p: &AppState, raw: &str, q: Option<&str>) -> Result<(FunctionName
 
 /// `CreateFunction`.
 pub async fn create(State(p): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
-    let req: CreateFunctionRequest = json_body(&headers, body, MAX_UPLOAD_BODY_BYTES).await?;
+    let req: CreateFunctionRequest = code_upload_body(&headers, body, "CreateFunction").await?;
     check_package_type(req.package_type.as_deref())?;
     check_architectures(req.architectures.as_ref())?;
     refuse_unsupported(
@@ -419,7 +440,7 @@ pub async fn update_code(
     body: Body,
 ) -> Result<Response> {
     let name = unqualified(&raw)?;
-    let req: UpdateCodeRequest = json_body(&headers, body, MAX_UPLOAD_BODY_BYTES).await?;
+    let req: UpdateCodeRequest = code_upload_body(&headers, body, "UpdateFunctionCode").await?;
     check_architectures(req.architectures.as_ref())?;
     let code = CodeInput {
         zip_file: req.zip_file,
