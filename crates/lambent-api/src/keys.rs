@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use lambent_control::ControlError;
+use lambent_core::KeyRole;
 use lambent_store::AccessKeyRow;
 use serde::{Deserialize, Serialize};
 
@@ -14,11 +15,14 @@ use crate::{ApiError, AppState};
 
 /// Longest key description, in characters.
 const MAX_KEY_DESCRIPTION_CHARS: usize = 256;
+/// The role of a key created without one: what keys had before roles, short of key management.
+pub const DEFAULT_KEY_ROLE: KeyRole = KeyRole::Deploy;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     description: Option<String>,
+    role: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -28,6 +32,8 @@ struct KeyView {
     secret_access_key: String,
     description: String,
     created: String,
+    role: &'static str,
+    /// Whether the role is `admin` (the field of lambent from before roles).
     admin: bool,
 }
 
@@ -38,12 +44,14 @@ impl From<AccessKeyRow> for KeyView {
             secret_access_key: k.secret,
             description: k.description,
             created: k.created,
-            admin: k.admin,
+            role: k.role.as_str(),
+            admin: k.role == KeyRole::Admin,
         }
     }
 }
 
-/// `POST /v1/keys`: a new key; its secret is shown this once.
+/// `POST /v1/keys`: a new key (`{"description": ..., "role": "admin"|"deploy"|"invoke"}`); its
+/// secret is shown this once.
 pub async fn create(
     State(p): State<AppState>,
     headers: HeaderMap,
@@ -61,7 +69,16 @@ pub async fn create(
             "the description is longer than {MAX_KEY_DESCRIPTION_CHARS} characters"
         )));
     }
-    let key = p.keys().create(&description).map_err(ControlError::from)?;
+    let role = match req.role.as_deref() {
+        None => DEFAULT_KEY_ROLE,
+        Some(r) => r
+            .parse::<KeyRole>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    let key = p
+        .keys()
+        .create(&description, role)
+        .map_err(ControlError::from)?;
     Ok((StatusCode::CREATED, Json(KeyView::from(key))).into_response())
 }
 

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use lambent_core::KeyRole;
 use lambent_core::sigv4::{self, Authorization, RequestParts, SigError};
 use lambent_store::metadata::now_rfc3339;
 use lambent_store::{AccessKeyRow, MetadataError, MetadataStore};
@@ -21,6 +23,13 @@ pub const SERVICE: &str = "lambda";
 pub const ADMIN_KEY_FILE: &str = "admin-credentials";
 /// Access key ids lambent makes start with this.
 const KEY_ID_PREFIX: &str = "LK";
+/// Default of `lambent serve --preauth-buffer-mb`: bytes of request bodies that may be held, all
+/// requests together, before their signature is checked (SigV4 requests without
+/// `X-Amz-Content-SHA256`, whose signature covers the body's hash). Past it such requests get a
+/// quick 503 with `Retry-After` instead of their body being read.
+pub const DEFAULT_PREAUTH_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// [`DEFAULT_PREAUTH_BUFFER_BYTES`] in MB, the unit of the flag.
+pub const DEFAULT_PREAUTH_BUFFER_MB: u64 = (DEFAULT_PREAUTH_BUFFER_BYTES >> 20) as u64;
 
 /// Why a request was not authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +50,19 @@ pub enum AuthError {
     /// a bearer token that is not `ID:SECRET`
     #[error("the bearer token must be ACCESS_KEY_ID:SECRET_ACCESS_KEY")]
     BadBearer,
-    /// an unknown key or a wrong secret in a bearer token
+    /// an unknown key or a wrong secret in a bearer token (one answer for both, so that nobody
+    /// can probe which key ids exist)
     #[error("the access key id or secret in the bearer token is not valid")]
     BearerRejected,
+}
+
+/// A request's key, once its signature or token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The access key id.
+    pub key_id: String,
+    /// What the key may do.
+    pub role: KeyRole,
 }
 
 /// Why a key operation failed.
@@ -79,6 +98,7 @@ pub enum KeyError {
 #[derive(Debug)]
 struct Key {
     secret: String,
+    role: KeyRole,
     /// The day and the SigV4 signing key derived for it (region and service are fixed).
     signing: Mutex<Option<(String, [u8; 32])>>,
 }
@@ -100,6 +120,84 @@ pub struct KeyRing {
     metadata: Arc<MetadataStore>,
     region: String,
     keys: RwLock<HashMap<String, Arc<Key>>>,
+    preauth: PreauthBudget,
+}
+
+/// The bytes of request bodies held before their request is authenticated, all requests
+/// together, against a limit ([`DEFAULT_PREAUTH_BUFFER_BYTES`] unless set).
+#[derive(Debug)]
+pub struct PreauthBudget {
+    limit: AtomicUsize,
+    used: AtomicUsize,
+}
+
+/// Bytes taken from a [`PreauthBudget`]; given back when dropped.
+#[derive(Debug)]
+pub struct PreauthReservation<'a> {
+    budget: &'a PreauthBudget,
+    held: usize,
+}
+
+impl PreauthBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: AtomicUsize::new(limit),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Changes the limit (reservations held keep their bytes).
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// An empty reservation, to grow as a body arrives.
+    pub fn reserve(&self) -> PreauthReservation<'_> {
+        PreauthReservation {
+            budget: self,
+            held: 0,
+        }
+    }
+}
+
+impl PreauthReservation<'_> {
+    /// Takes `n` more bytes; false (and nothing taken) when the budget has not that many left.
+    pub fn grow(&mut self, n: usize) -> bool {
+        let limit = self.budget.limit();
+        let taken = self
+            .budget
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= limit)
+            })
+            .is_ok();
+        if taken {
+            self.held += n;
+        }
+        taken
+    }
+
+    /// Bytes held by this reservation.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
+impl Drop for PreauthReservation<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::AcqRel);
+    }
 }
 
 fn random_chars(n: usize, alphabet: &[u8]) -> Result<String, KeyError> {
@@ -115,14 +213,25 @@ fn random_chars(n: usize, alphabet: &[u8]) -> Result<String, KeyError> {
 const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn new_key(description: &str, admin: bool) -> Result<AccessKeyRow, KeyError> {
+fn new_key(description: &str, role: KeyRole) -> Result<AccessKeyRow, KeyError> {
     Ok(AccessKeyRow {
         id: format!("{KEY_ID_PREFIX}{}", random_chars(18, ID_ALPHABET)?),
         secret: random_chars(40, SECRET_ALPHABET)?,
         description: description.to_owned(),
         created: now_rfc3339(),
-        admin,
+        role,
     })
+}
+
+/// SHA-256 of a secret (hex), so that secrets of any length compare in constant time.
+fn secret_digest(secret: &str) -> String {
+    sigv4::sha256_hex(secret.as_bytes())
+}
+
+/// What a bearer secret is compared with when its key id is unknown: the digest of no secret
+/// (keys have at least 8 characters, so nothing matches it and the caller is refused anyway).
+fn unknown_key_digest() -> String {
+    secret_digest("")
 }
 
 /// The admin key in the format of an AWS shared credentials file, so that
@@ -174,11 +283,11 @@ impl KeyRing {
                 secret,
                 description: "admin (LAMBENT_ACCESS_KEY_ID)".into(),
                 created: now_rfc3339(),
-                admin: true,
+                role: KeyRole::Admin,
             })?;
             Bootstrap::FromEnvironment(id)
         } else if metadata.access_keys()?.is_empty() {
-            let key = new_key("admin (generated at first start)", true)?;
+            let key = new_key("admin (generated at first start)", KeyRole::Admin)?;
             write_private(&file, &credentials_file_text(&key.id, &key.secret, region))?;
             metadata.put_access_key(&key)?;
             Bootstrap::Generated(file)
@@ -189,6 +298,7 @@ impl KeyRing {
             metadata,
             region: region.to_owned(),
             keys: RwLock::default(),
+            preauth: PreauthBudget::new(DEFAULT_PREAUTH_BUFFER_BYTES),
         };
         ring.reload()?;
         Ok((ring, bootstrap))
@@ -204,6 +314,7 @@ impl KeyRing {
                     k.id,
                     Arc::new(Key {
                         secret: k.secret,
+                        role: k.role,
                         signing: Mutex::new(None),
                     }),
                 )
@@ -213,15 +324,24 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Checks a SigV4-signed request; returns the access key id.
+    /// The bytes of bodies held before their request is authenticated.
+    pub fn preauth_budget(&self) -> &PreauthBudget {
+        &self.preauth
+    }
+
+    /// Checks a SigV4-signed request; returns its key. `req.payload_sha256_hex` is the hash the
+    /// signature is checked against: the body's, or the `X-Amz-Content-SHA256` it declares
+    /// (whose body must then be checked against it as it is read).
     pub fn verify_signature(
         &self,
         req: &RequestParts<'_>,
         now_unix: i64,
-    ) -> Result<String, AuthError> {
+    ) -> Result<Authenticated, AuthError> {
         let keys = &self.keys;
+        let mut role = None;
         let auth: Authorization = sigv4::verify(req, &self.region, SERVICE, now_unix, |a| {
             let key = keys.read().get(&a.access_key_id).cloned()?;
+            role = Some(key.role);
             let mut cached = key.signing.lock();
             match &*cached {
                 Some((day, k)) if *day == a.date => Some(*k),
@@ -232,55 +352,53 @@ impl KeyRing {
                 }
             }
         })?;
-        Ok(auth.access_key_id)
+        // `verify` succeeds only with a key found, which set the role.
+        let role = role.ok_or(SigError::SignatureMismatch)?;
+        Ok(Authenticated {
+            key_id: auth.access_key_id,
+            role,
+        })
     }
 
-    /// The checks of a SigV4 request that need no body: the `Authorization` header parses, its
-    /// key exists, and `X-Amz-Date` is within the allowed clock skew. Run before the body is read,
-    /// so that a caller without a valid key cannot make lambent buffer a large upload.
+    /// The checks of a SigV4 request that need no body ([`sigv4::check_headers`]), then that its
+    /// key exists. Run before the body is read, so that a caller without a valid key cannot make
+    /// lambent buffer a large upload. An unknown key is looked up last and gets
+    /// [`SigError::SignatureMismatch`], the answer a wrong signature gets, so no answer tells
+    /// which key ids exist. `req.payload_sha256_hex` is not used.
     pub fn precheck_signature(
         &self,
-        authorization: &str,
-        amz_date: Option<&str>,
+        req: &RequestParts<'_>,
         now_unix: i64,
     ) -> Result<(), AuthError> {
-        let auth = sigv4::parse_authorization(authorization)?;
+        let (auth, _) = sigv4::check_headers(req, &self.region, SERVICE, now_unix)?;
         if !self.keys.read().contains_key(&auth.access_key_id) {
-            return Err(SigError::UnknownAccessKey(auth.access_key_id).into());
-        }
-        let amz_date = amz_date.ok_or(SigError::MissingDate)?;
-        let signed_at = sigv4::parse_amz_date(amz_date.trim())?;
-        let skew_secs = now_unix.abs_diff(signed_at);
-        if skew_secs > sigv4::MAX_CLOCK_SKEW_SECS.unsigned_abs() {
-            return Err(SigError::ClockSkew {
-                signed_at: amz_date.trim().to_owned(),
-                server_time: sigv4::format_amz_date(now_unix),
-                skew_secs,
-            }
-            .into());
+            return Err(SigError::SignatureMismatch.into());
         }
         Ok(())
     }
 
-    /// Checks a bearer token `ID:SECRET`; returns the access key id.
-    pub fn verify_bearer(&self, token: &str) -> Result<String, AuthError> {
+    /// Checks a bearer token `ID:SECRET`; returns its key. The secret is compared in constant
+    /// time (as digests, so its length does not show either), against a stand-in when the key id
+    /// is unknown, and both failures give the same error.
+    pub fn verify_bearer(&self, token: &str) -> Result<Authenticated, AuthError> {
         let (id, secret) = token.split_once(':').ok_or(AuthError::BadBearer)?;
-        let key = self
-            .keys
-            .read()
-            .get(id)
-            .cloned()
-            .ok_or(AuthError::BearerRejected)?;
-        if bool::from(key.secret.as_bytes().ct_eq(secret.as_bytes())) {
-            Ok(id.to_owned())
-        } else {
-            Err(AuthError::BearerRejected)
+        let key = self.keys.read().get(id).cloned();
+        let expected = key
+            .as_ref()
+            .map_or_else(unknown_key_digest, |k| secret_digest(&k.secret));
+        let matches = bool::from(expected.as_bytes().ct_eq(secret_digest(secret).as_bytes()));
+        match key {
+            Some(key) if matches => Ok(Authenticated {
+                key_id: id.to_owned(),
+                role: key.role,
+            }),
+            _ => Err(AuthError::BearerRejected),
         }
     }
 
-    /// Creates a key.
-    pub fn create(&self, description: &str) -> Result<AccessKeyRow, KeyError> {
-        let key = new_key(description, false)?;
+    /// Creates a key with `role`.
+    pub fn create(&self, description: &str, role: KeyRole) -> Result<AccessKeyRow, KeyError> {
+        let key = new_key(description, role)?;
         self.metadata.put_access_key(&key)?;
         self.reload()?;
         Ok(key)
@@ -341,7 +459,10 @@ mod tests {
         assert_eq!(
             ring.verify_bearer(&format!("{id}:{secret}"))
                 .expect("valid"),
-            id
+            Authenticated {
+                key_id: id.to_owned(),
+                role: KeyRole::Admin
+            }
         );
         assert!(ring.verify_bearer(&format!("{id}:wrong")).is_err());
         assert!(ring.verify_bearer("nocolon").is_err());
@@ -358,10 +479,12 @@ mod tests {
         let (ring, boot) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
         assert!(matches!(boot, Bootstrap::FromEnvironment(_)));
         assert!(!dir.path().join(ADMIN_KEY_FILE).exists());
-        let k = ring.create("ci").expect("create");
-        assert!(
+        let k = ring.create("ci", KeyRole::Invoke).expect("create");
+        assert_eq!(
             ring.verify_bearer(&format!("{}:{}", k.id, k.secret))
-                .is_ok()
+                .expect("valid")
+                .role,
+            KeyRole::Invoke
         );
         assert!(
             ring.list()
@@ -389,33 +512,91 @@ mod tests {
         let (ring, _) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
         let now = 1_795_889_553;
         let date = sigv4::format_amz_date(now);
-        let header = |id: &str| {
+        let header = |id: &str, region: &str| {
             format!(
-                "AWS4-HMAC-SHA256 Credential={id}/{}/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+                "AWS4-HMAC-SHA256 Credential={id}/{}/{region}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
                 &date[..8],
                 "0".repeat(64)
             )
         };
-        assert!(
-            ring.precheck_signature(&header("ADMINKEY12345678"), Some(&date), now)
-                .is_ok()
-        );
+        let check = |authorization: &str, amz_date: Option<&str>, at: i64| {
+            let mut headers = vec![("host", "lambent.test"), ("authorization", authorization)];
+            if let Some(d) = amz_date {
+                headers.push(("x-amz-date", d));
+            }
+            let req = RequestParts {
+                method: "POST",
+                raw_path: "/",
+                raw_query: None,
+                headers: &headers,
+                payload_sha256_hex: sigv4::EMPTY_SHA256,
+            };
+            ring.precheck_signature(&req, at)
+        };
+        let known = header("ADMINKEY12345678", "us-east-1");
+        let unknown = header("NOSUCHKEY0000000", "us-east-1");
+        assert!(check(&known, Some(&date), now).is_ok());
         assert!(matches!(
-            ring.precheck_signature(&header("NOSUCHKEY0000000"), Some(&date), now),
-            Err(AuthError::Signature(SigError::UnknownAccessKey(_)))
+            check(&unknown, Some(&date), now),
+            Err(AuthError::Signature(SigError::SignatureMismatch))
         ));
-        assert!(matches!(
-            ring.precheck_signature(&header("ADMINKEY12345678"), None, now),
-            Err(AuthError::Signature(SigError::MissingDate))
-        ));
-        assert!(matches!(
-            ring.precheck_signature(&header("ADMINKEY12345678"), Some(&date), now + 3600),
-            Err(AuthError::Signature(SigError::ClockSkew { .. }))
-        ));
-        assert!(
-            ring.precheck_signature("AWS4-HMAC-SHA256 junk", Some(&date), now)
-                .is_err()
-        );
+        // Every other failure is found before the key is looked up, so it is the same for
+        // known and unknown keys.
+        for (at, amz_date, region) in [
+            (now, None, "us-east-1"),
+            (now + 3600, Some(date.as_str()), "us-east-1"),
+            (now, Some(date.as_str()), "eu-west-1"),
+        ] {
+            let a = check(&header("ADMINKEY12345678", region), amz_date, at).expect_err("known");
+            let b = check(&header("NOSUCHKEY0000000", region), amz_date, at).expect_err("unknown");
+            assert_eq!(a.to_string(), b.to_string());
+            assert!(!matches!(
+                a,
+                AuthError::Signature(SigError::SignatureMismatch)
+            ));
+        }
+        assert!(check("AWS4-HMAC-SHA256 junk", Some(&date), now).is_err());
+    }
+
+    #[test]
+    fn unknown_key_ids_and_wrong_secrets_get_one_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let initial = Some(("ADMINKEY12345678".to_owned(), "s3cret-value".to_owned()));
+        let (ring, _) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
+        let unknown = ring
+            .verify_bearer("NOSUCHKEY0000000:s3cret-value")
+            .expect_err("unknown");
+        let wrong = ring
+            .verify_bearer("ADMINKEY12345678:s3cret-valuf")
+            .expect_err("wrong");
+        let short = ring.verify_bearer("ADMINKEY12345678:").expect_err("empty");
+        assert_eq!(unknown.to_string(), wrong.to_string());
+        assert_eq!(unknown.to_string(), short.to_string());
+        let unknown = ring
+            .verify_bearer("NOSUCHKEY0000000:")
+            .expect_err("unknown, empty secret");
+        assert_eq!(unknown.to_string(), wrong.to_string());
+    }
+
+    #[test]
+    fn the_preauth_budget_is_shared_and_given_back() {
+        let budget = PreauthBudget::new(100);
+        let mut a = budget.reserve();
+        assert!(a.grow(60));
+        let mut b = budget.reserve();
+        assert!(!b.grow(41), "over the limit together");
+        assert!(b.grow(40));
+        assert_eq!(budget.used(), 100);
+        drop(a);
+        assert_eq!(budget.used(), 40);
+        assert!(b.grow(60));
+        assert!(!b.grow(usize::MAX), "no overflow");
+        assert_eq!(b.held(), 100);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+        budget.set_limit(10);
+        assert!(!budget.reserve().grow(11));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod alias;
 pub mod budget;
 pub mod event;
@@ -19,6 +20,7 @@ pub mod scaling;
 pub mod schedule;
 pub mod sigv4;
 
+pub use access::{Action, KeyRole, RoleError};
 pub use alias::{Alias, AliasError, FunctionUrlConfig, UrlAuthType};
 pub use budget::{MemoryBudget, MemoryReservation};
 pub use event::{Destination, EventConfigError, EventInvokeConfig, QueueName, ScheduleName};

@@ -709,3 +709,102 @@ mod tests {
         ]);
     }
 }
+
+/// Property tests: the parser takes expressions from callers of the API, so it must never panic,
+/// and must accept every expression of the documented grammar.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A field of the documented grammar, within `min..=max`: `*`, a value, a range, a step or a
+    /// list of values.
+    fn field(min: u32, max: u32) -> impl Strategy<Value = String> {
+        let value = min..=max;
+        prop_oneof![
+            Just("*".to_owned()),
+            value.clone().prop_map(|v| v.to_string()),
+            (value.clone(), value.clone()).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+            (value.clone(), 1..=(max - min + 1)).prop_map(|(a, k)| format!("{a}/{k}")),
+            (1..=(max - min + 1)).prop_map(|k| format!("*/{k}")),
+            proptest::collection::vec(value, 1..4)
+                .prop_map(|vs| { vs.iter().map(u32::to_string).collect::<Vec<_>>().join(",") }),
+        ]
+    }
+
+    /// Day-of-month and day-of-week: exactly one of them is `?`.
+    fn days() -> impl Strategy<Value = (String, String)> {
+        let dom = prop_oneof![
+            field(1, 31),
+            Just("L".to_owned()),
+            Just("LW".to_owned()),
+            (1u32..=31).prop_map(|d| format!("{d}W")),
+        ];
+        let dow = prop_oneof![
+            field(1, 7),
+            (0usize..7).prop_map(|i| WEEKDAY_NAMES[i].to_owned()),
+            (1u32..=7, 1u32..=5).prop_map(|(d, n)| format!("{d}#{n}")),
+            (1u32..=7).prop_map(|d| format!("{d}L")),
+        ];
+        prop_oneof![
+            dom.prop_map(|d| (d, "?".to_owned())),
+            dow.prop_map(|d| ("?".to_owned(), d)),
+        ]
+    }
+
+    fn cron() -> impl Strategy<Value = String> {
+        (
+            field(0, 59),
+            field(0, 23),
+            days(),
+            prop_oneof![
+                field(1, 12),
+                (0usize..12).prop_map(|i| MONTH_NAMES[i].to_owned())
+            ],
+            field(1970, 2199),
+        )
+            .prop_map(|(min, hour, (dom, dow), month, year)| {
+                format!("cron({min} {hour} {dom} {month} {dow} {year})")
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(expr in ".{0,64}", after in any::<u64>(), anchor in any::<u64>()) {
+            if let Ok(s) = Schedule::parse(&expr) {
+                let _ = s.next_after(anchor, after);
+                prop_assert_eq!(Schedule::parse(&s.to_string()), Ok(s));
+            }
+        }
+
+        #[test]
+        fn near_misses_never_panic(
+            kind in prop_oneof![Just("rate("), Just("cron(")],
+            inner in "[0-9A-Za-z*?/,#LW -]{0,40}",
+            after in any::<u64>(),
+        ) {
+            if let Ok(s) = Schedule::parse(&format!("{kind}{inner})")) {
+                let _ = s.next_after(0, after);
+            }
+        }
+
+        #[test]
+        fn every_rate_of_the_grammar_is_accepted(n in 1u64..100_000, unit in 0usize..3) {
+            let (name, ms) = [("minute", MS_PER_MINUTE), ("hour", MS_PER_HOUR), ("day", MS_PER_DAY)][unit];
+            let s = if n == 1 { "" } else { "s" };
+            let parsed = Schedule::parse(&format!("rate({n} {name}{s})"));
+            prop_assert_eq!(parsed, Ok(Schedule::Rate { every_ms: n * ms }));
+        }
+
+        #[test]
+        fn every_cron_of_the_grammar_is_accepted(expr in cron(), after_s in 0u64..7_258_118_400) {
+            let parsed = Schedule::parse(&expr);
+            prop_assert!(parsed.is_ok(), "{} refused: {:?}", expr, parsed);
+            let Ok(s) = parsed else { unreachable!() };
+            if let Some(next) = s.next_after(0, after_s * 1000) {
+                prop_assert!(next > after_s * 1000 && next % MS_PER_MINUTE == 0, "{} after {}: {}", expr, after_s, next);
+            }
+            prop_assert_eq!(Schedule::parse(&s.to_string()), Ok(s));
+        }
+    }
+}

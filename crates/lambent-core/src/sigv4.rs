@@ -35,6 +35,10 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The signing key a request with an unknown access key id is checked with, so that it costs what
+/// a known key with a wrong secret costs; a match with it is still refused.
+const UNKNOWN_KEY_SIGNING_KEY: [u8; 32] = [0; 32];
+
 /// Why a request's signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigError {
@@ -137,31 +141,47 @@ pub enum SigError {
         /// the SHA-256 of the body received, in hex
         actual: String,
     },
-    /// the access key id is not known
+    /// `X-Amz-Content-SHA256` is `UNSIGNED-PAYLOAD`
     #[error(
-        "the access key id {0} is not known to this server; check the client's credentials (AWS_ACCESS_KEY_ID or the profile)"
+        "X-Amz-Content-SHA256 is {UNSIGNED_PAYLOAD} but lambent requires signed payloads; send the SHA-256 of the body in hex"
     )]
-    UnknownAccessKey(String),
-    /// the signature is not the one computed with the key's secret
+    UnsignedPayload,
+    /// `X-Amz-Content-SHA256` is neither a SHA-256 in hex nor `UNSIGNED-PAYLOAD`
     #[error(
-        "the signature does not match; check that the client's secret access key belongs to its access key id, and that nothing changed the path, query, body or signed headers after signing"
+        "X-Amz-Content-SHA256 is {0:?}, not the SHA-256 of the body in hex (chunked STREAMING-* payloads are not supported)"
+    )]
+    BadContentSha256(String),
+    /// the signature is not the one computed with the key's secret, or the access key id is not
+    /// known: the two get this one answer, so that nobody can probe which key ids exist
+    #[error(
+        "the signature does not match: the access key id is not known here or the secret access key is not its secret, or something changed the path, query, body or signed headers after signing; check the client's credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile)"
     )]
     SignatureMismatch,
 }
 
 /// The message of [`SigError::BodyHashMismatch`].
 fn body_hash_message(declared: &str, actual: &str) -> String {
+    format!(
+        "X-Amz-Content-SHA256 is {declared} but the body received hashes to {actual}; \
+         the body changed after signing, or the hash was taken over other bytes"
+    )
+}
+
+/// The body hash a request declares in `X-Amz-Content-SHA256`, lowercase: `None` when it sends
+/// none (then only its body tells the hash the signature covers). `UNSIGNED-PAYLOAD`, chunked
+/// payloads and anything that is not 64 hex digits are refused.
+pub fn declared_payload_hash(headers: &[(&str, &str)]) -> Result<Option<String>, SigError> {
+    let Some(declared) = canonical_header_value(headers, "x-amz-content-sha256") else {
+        return Ok(None);
+    };
     if declared == UNSIGNED_PAYLOAD {
-        format!(
-            "X-Amz-Content-SHA256 is {UNSIGNED_PAYLOAD} but lambent requires signed payloads; \
-             send the SHA-256 of the body ({actual})"
-        )
-    } else {
-        format!(
-            "X-Amz-Content-SHA256 is {declared} but the body received hashes to {actual}; \
-             the body changed after signing, or the hash was taken over other bytes"
-        )
+        return Err(SigError::UnsignedPayload);
     }
+    if declared.len() != 64 || !declared.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let shown: String = declared.chars().take(80).collect();
+        return Err(SigError::BadContentSha256(shown));
+    }
+    Ok(Some(declared.to_ascii_lowercase()))
 }
 
 /// The parsed `Authorization` header.
@@ -493,6 +513,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// SHA-256 of a body that arrives in pieces, for checking it against `X-Amz-Content-SHA256`.
+#[derive(Debug, Clone, Default)]
+pub struct PayloadHasher(Sha256);
+
+impl PayloadHasher {
+    /// Adds the next piece.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The hash of all pieces, lowercase hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
 /// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -572,8 +608,8 @@ pub fn format_amz_date(unix_secs: i64) -> String {
 
 /// Server side: checks everything except looking up the secret. `key_for` is given the
 /// Authorization (so the caller can look up the secret by access key id) and returns the cached
-/// signing key (or `None` when the key id is unknown, giving [`SigError::UnknownAccessKey`]). It is
-/// called only once every other check has passed.
+/// signing key (or `None` when the key id is unknown, giving [`SigError::SignatureMismatch`] as a
+/// wrong secret does). It is called only once every other check has passed.
 ///
 /// The path the signature covers is the normalised one (see [`canonical_uri`]), so `/a/../b` and
 /// `//b` verify like `/b`; route on the same path or refuse such paths.
@@ -584,6 +620,45 @@ pub fn verify(
     now_unix: i64,
     key_for: impl FnOnce(&Authorization) -> Option<[u8; 32]>,
 ) -> Result<Authorization, SigError> {
+    let (auth, amz_date) = check_headers(req, expected_region, expected_service, now_unix)?;
+    if let Some(declared) = declared_payload_hash(req.headers)?
+        && !declared.eq_ignore_ascii_case(req.payload_sha256_hex)
+    {
+        return Err(SigError::BodyHashMismatch {
+            declared,
+            actual: req.payload_sha256_hex.to_owned(),
+        });
+    }
+
+    let canonical = canonical_request(req, &auth.signed_headers)?;
+    let to_sign = string_to_sign(&amz_date, &auth.scope(), &canonical);
+    // An unknown key id takes the same path as a wrong secret, down to the comparison, and gets
+    // the same error.
+    let key = key_for(&auth);
+    let known = key.is_some();
+    let expected = signature(&key.unwrap_or(UNKNOWN_KEY_SIGNING_KEY), &to_sign);
+    let matches = bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes()));
+    if matches && known {
+        Ok(auth)
+    } else {
+        Err(SigError::SignatureMismatch)
+    }
+}
+
+/// Every check of [`verify`] that needs neither the key nor the body: the `Authorization` header
+/// parses, the date is signed, matches the scope and is within the clock skew, region and service
+/// are this server's, `host` and every signed header are there, and `X-Amz-Content-SHA256` (if
+/// any) is a hash. Returns the header and `X-Amz-Date`.
+///
+/// A server that must read the body before it can [`verify`] runs this first and looks the key id
+/// up after it: a request with an unknown key then fails only where a wrong secret would, with
+/// the same error, and no other check tells the two apart.
+pub fn check_headers(
+    req: &RequestParts<'_>,
+    expected_region: &str,
+    expected_service: &str,
+    now_unix: i64,
+) -> Result<(Authorization, String), SigError> {
     let header = req
         .headers
         .iter()
@@ -627,25 +702,15 @@ pub fn verify(
     if !auth.signs("host") {
         return Err(SigError::HostNotSigned);
     }
-    if let Some(declared) = canonical_header_value(req.headers, "x-amz-content-sha256")
-        && !declared.eq_ignore_ascii_case(req.payload_sha256_hex)
+    if let Some(missing) = auth
+        .signed_headers
+        .iter()
+        .find(|name| canonical_header_value(req.headers, name).is_none())
     {
-        return Err(SigError::BodyHashMismatch {
-            declared,
-            actual: req.payload_sha256_hex.to_owned(),
-        });
+        return Err(SigError::MissingSignedHeader(missing.clone()));
     }
-
-    let canonical = canonical_request(req, &auth.signed_headers)?;
-    let to_sign = string_to_sign(&amz_date, &auth.scope(), &canonical);
-    let key =
-        key_for(&auth).ok_or_else(|| SigError::UnknownAccessKey(auth.access_key_id.clone()))?;
-    let expected = signature(&key, &to_sign);
-    if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(auth)
-    } else {
-        Err(SigError::SignatureMismatch)
-    }
+    declared_payload_hash(req.headers)?;
+    Ok((auth, amz_date))
 }
 
 /// Client side: the headers to add (`authorization`, `x-amz-date`, `x-amz-content-sha256`) for a
@@ -1325,7 +1390,8 @@ mod tests {
         unknown[3].1 = auth;
         assert_eq!(
             run(INVOKE_PATH, &unknown, body),
-            Err(SigError::UnknownAccessKey("LKOTHER".into()))
+            Err(SigError::SignatureMismatch),
+            "an unknown key id is answered as a wrong secret"
         );
 
         let mut unsigned_payload = headers.clone();
@@ -1335,7 +1401,7 @@ mod tests {
             UNSIGNED_PAYLOAD,
         );
         let err = run(INVOKE_PATH, &unsigned_payload, body).expect_err("unsigned payload");
-        assert!(matches!(err, SigError::BodyHashMismatch { .. }));
+        assert_eq!(err, SigError::UnsignedPayload);
         assert!(
             err.to_string().contains("requires signed payloads"),
             "{err}"
@@ -1644,5 +1710,120 @@ mod tests {
                 .to_string()
                 .contains("secret access key")
         );
+    }
+}
+
+/// Property tests: every string here comes from an unauthenticated caller, so no input may panic,
+/// and what the signer produces must verify.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Header values near the grammar: the right words with arbitrary pieces between them.
+    fn near_authorization() -> impl Strategy<Value = String> {
+        let piece = "[A-Za-z0-9/=,; _.-]{0,24}";
+        (
+            prop_oneof![Just(ALGORITHM.to_owned()), ".{0,20}".prop_map(String::from)],
+            piece,
+            piece,
+            piece,
+            proptest::collection::vec(prop_oneof![Just(","), Just(", "), Just(" "), Just("")], 3),
+        )
+            .prop_map(|(alg, cred, signed, sig, seps)| {
+                format!(
+                    "{alg} Credential={cred}{}SignedHeaders={signed}{}Signature={sig}{}",
+                    seps[0], seps[1], seps[2]
+                )
+            })
+    }
+
+    fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+        proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("authorization".to_owned()),
+                    Just("x-amz-date".to_owned()),
+                    Just("x-amz-content-sha256".to_owned()),
+                    Just("host".to_owned()),
+                    "[a-zA-Z-]{1,12}".prop_map(String::from),
+                ],
+                ".{0,80}".prop_map(String::from),
+            ),
+            0..8,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn parse_authorization_never_panics(value in ".{0,200}") {
+            let _ = parse_authorization(&value);
+        }
+
+        #[test]
+        fn near_misses_of_authorization_never_panic(value in near_authorization()) {
+            if let Ok(auth) = parse_authorization(&value) {
+                // What parses renders back to something that parses the same.
+                prop_assert_eq!(parse_authorization(&auth.to_string()), Ok(auth));
+            }
+        }
+
+        #[test]
+        fn canonical_parts_never_panic(path in ".{0,80}", query in ".{0,80}", date in ".{0,20}") {
+            let _ = canonical_uri(&path);
+            let _ = canonical_query(&query);
+            let _ = parse_amz_date(&date);
+        }
+
+        #[test]
+        fn verify_never_panics_and_refuses_garbage(
+            method in "[A-Z]{0,7}",
+            path in ".{0,40}",
+            query in proptest::option::of(".{0,40}"),
+            headers in headers(),
+            now in any::<i64>(),
+        ) {
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let req = RequestParts {
+                method: &method,
+                raw_path: &path,
+                raw_query: query.as_deref(),
+                headers: &pairs,
+                payload_sha256_hex: EMPTY_SHA256,
+            };
+            let _ = canonical_request(&req, &["host".to_owned(), "x-amz-date".to_owned()]);
+            let _ = declared_payload_hash(&pairs);
+            // Random signatures never verify, with the key known or not.
+            prop_assert!(verify(&req, "us-east-1", "lambda", now, |_| Some([7; 32])).is_err());
+            prop_assert!(verify(&req, "us-east-1", "lambda", now, |_| None).is_err());
+        }
+
+        #[test]
+        fn what_the_signer_signs_verifies(
+            path in "/[A-Za-z0-9/%._~-]{0,40}",
+            query in proptest::option::of("[A-Za-z0-9=&%+._~-]{0,40}"),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            now in 0i64..4_102_444_800,
+        ) {
+            let hash = sha256_hex(&body);
+            let base = [("host", "lambent.test:8080")];
+            let req = RequestParts {
+                method: "POST",
+                raw_path: &path,
+                raw_query: query.as_deref(),
+                headers: &base,
+                payload_sha256_hex: &hash,
+            };
+            let signed = sign(&req, "LKPROP", "secret", "us-east-1", "lambda", now);
+            let mut all: Vec<(&str, &str)> = base.to_vec();
+            all.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let req = RequestParts { headers: &all, ..req };
+            let key = signing_key("secret", &format_amz_date(now)[..8], "us-east-1", "lambda");
+            let verified = verify(&req, "us-east-1", "lambda", now, |_| Some(key));
+            prop_assert!(verified.is_ok(), "{:?}", verified);
+            // The same request with an unknown key id fails exactly as a wrong secret does.
+            prop_assert_eq!(verify(&req, "us-east-1", "lambda", now, |_| None), Err(SigError::SignatureMismatch));
+            prop_assert_eq!(verify(&req, "us-east-1", "lambda", now, |_| Some([1; 32])), Err(SigError::SignatureMismatch));
+        }
     }
 }

@@ -179,7 +179,8 @@ CREATE TABLE IF NOT EXISTS access_keys (
     secret        TEXT    NOT NULL,
     description   TEXT    NOT NULL,
     created       TEXT    NOT NULL,
-    admin         INTEGER NOT NULL
+    admin         INTEGER NOT NULL,          -- role = 'admin', kept for older lambent
+    role          TEXT    NOT NULL DEFAULT '' -- admin, deploy or invoke
 ) WITHOUT ROWID;
 "#;
 
@@ -203,11 +204,18 @@ const ADDED_INVOCATION_COLUMNS: &[(&str, &str)] = &[
     ("gb_seconds", "REAL NOT NULL DEFAULT 0"),
 ];
 
-/// Adds the columns a database from an older lambent lacks.
+/// Access-key columns added after the first release.
+const ADDED_ACCESS_KEY_COLUMNS: &[(&str, &str)] = &[("role", "TEXT NOT NULL DEFAULT ''")];
+
+/// Adds the columns a database from an older lambent lacks, and gives keys from before roles
+/// theirs: the admin key stays `admin`; the others become `deploy`, which keeps all they were
+/// meant to do (deploy, configure, invoke, read) and takes away only the key management that
+/// the unchecked `admin` flag never meant to give them.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, added) in [
         ("function_versions", ADDED_COLUMNS),
         ("invocations", ADDED_INVOCATION_COLUMNS),
+        ("access_keys", ADDED_ACCESS_KEY_COLUMNS),
     ] {
         let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
         let existing: Vec<String> = stmt
@@ -221,6 +229,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             }
         }
     }
+    conn.execute_batch(
+        "UPDATE access_keys SET role = CASE WHEN admin != 0 THEN 'admin' ELSE 'deploy' END \
+         WHERE role = ''",
+    )?;
     Ok(())
 }
 

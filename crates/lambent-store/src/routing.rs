@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lambent_core::{
-    Alias, AliasName, FunctionName, FunctionUrlConfig, KeepAliveSetting, Qualifier, ScalingConfig,
-    UrlAuthType,
+    Alias, AliasName, FunctionName, FunctionUrlConfig, KeepAliveSetting, KeyRole, Qualifier,
+    ScalingConfig, UrlAuthType,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -25,8 +25,8 @@ pub struct AccessKeyRow {
     pub description: String,
     /// RFC 3339.
     pub created: String,
-    /// Whether this is the key made (or given) at first start.
-    pub admin: bool,
+    /// What the key may do (the key made or given at first start is an admin key).
+    pub role: KeyRole,
 }
 
 /// What the account holds, for `GetAccountSettings`.
@@ -717,9 +717,16 @@ impl MetadataStore {
     pub fn put_access_key(&self, key: &AccessKeyRow) -> Result<(), MetadataError> {
         let conn = self.conn.lock();
         conn.execute(
-            "INSERT OR REPLACE INTO access_keys (id, secret, description, created, admin) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key.id, key.secret, key.description, key.created, key.admin],
+            "INSERT OR REPLACE INTO access_keys (id, secret, description, created, admin, role) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                key.id,
+                key.secret,
+                key.description,
+                key.created,
+                key.role == KeyRole::Admin,
+                key.role.as_str()
+            ],
         )?;
         Ok(())
     }
@@ -728,15 +735,19 @@ impl MetadataStore {
     pub fn access_keys(&self) -> Result<Vec<AccessKeyRow>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, secret, description, created, admin FROM access_keys ORDER BY created, id",
+            "SELECT id, secret, description, created, role FROM access_keys ORDER BY created, id",
         )?;
         let rows = stmt.query_map([], |r| {
+            let role: String = r.get(4)?;
+            let role = role.parse::<KeyRole>().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
+            })?;
             Ok(AccessKeyRow {
                 id: r.get(0)?,
                 secret: r.get(1)?,
                 description: r.get(2)?,
                 created: r.get(3)?,
-                admin: r.get(4)?,
+                role,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -753,6 +764,57 @@ impl MetadataStore {
 mod tests {
     use super::*;
     use crate::metadata::tests::version;
+
+    /// Keys stored by a lambent from before roles keep working: the admin key is `admin`, the
+    /// others `deploy`.
+    #[test]
+    fn keys_from_before_roles_get_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE access_keys (id TEXT PRIMARY KEY, secret TEXT NOT NULL, \
+                 description TEXT NOT NULL, created TEXT NOT NULL, admin INTEGER NOT NULL) \
+                 WITHOUT ROWID; \
+                 INSERT INTO access_keys VALUES ('LKADMIN', 'a', '', '1', 1); \
+                 INSERT INTO access_keys VALUES ('LKOTHER', 'b', '', '2', 0);",
+            )
+            .expect("old schema");
+        }
+        let s = MetadataStore::open(&path).expect("open old database");
+        let roles: Vec<(String, KeyRole)> = s
+            .access_keys()
+            .expect("keys")
+            .into_iter()
+            .map(|k| (k.id, k.role))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("LKADMIN".to_owned(), KeyRole::Admin),
+                ("LKOTHER".to_owned(), KeyRole::Deploy)
+            ]
+        );
+        // New keys store their role, and a reopen changes nothing.
+        s.put_access_key(&AccessKeyRow {
+            id: "LKINVOKE".into(),
+            secret: "c".into(),
+            description: String::new(),
+            created: "3".into(),
+            role: KeyRole::Invoke,
+        })
+        .expect("put");
+        drop(s);
+        let s = MetadataStore::open(&path).expect("reopen");
+        let roles: Vec<KeyRole> = s
+            .access_keys()
+            .expect("keys")
+            .into_iter()
+            .map(|k| k.role)
+            .collect();
+        assert_eq!(roles, [KeyRole::Admin, KeyRole::Deploy, KeyRole::Invoke]);
+    }
 
     fn store() -> (tempfile::TempDir, MetadataStore) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -845,7 +907,7 @@ mod tests {
             secret: "s".into(),
             description: String::new(),
             created: "t".into(),
-            admin: true,
+            role: KeyRole::Admin,
         };
         s.put_access_key(&key).expect("key");
         assert_eq!(s.access_keys().expect("keys"), vec![key]);

@@ -67,6 +67,10 @@ impl Api {
                         |p| p.display().to_string()
                     )
                 ),
+                Some(c) if message.contains("this request needs role") => format!(
+                    "the key {} from {} is valid but its role does not allow this (lambent keys create --role sets a key's role)",
+                    c.access_key_id, c.source
+                ),
                 Some(c) => format!("the key {} from {} was refused", c.access_key_id, c.source),
             };
             return Err(anyhow!("{message} [HTTP 403]\n{hint}"));
@@ -836,8 +840,11 @@ pub async fn run(
 
 async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { description } => {
-            let body = serde_json::json!({ "description": description.unwrap_or_default() });
+        KeysCommand::Create { description, role } => {
+            let mut body = serde_json::json!({ "description": description.unwrap_or_default() });
+            if let Some(role) = role {
+                body["role"] = role.into();
+            }
             let k = api
                 .json(api.http.post(api.url("/v1/keys")).json(&body))
                 .await?;
@@ -845,8 +852,9 @@ async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()>
                 return print_json(&k);
             }
             println!(
-                "access key id:     {}\nsecret access key: {}\n(the secret is shown only now; store it, e.g. as a profile in {})",
+                "access key id:     {}\nrole:              {}\nsecret access key: {}\n(the secret is shown only now; store it, e.g. as a profile in {})",
                 text(&k, "access_key_id"),
+                text(&k, "role"),
                 text(&k, "secret_access_key"),
                 crate::credentials::profile_file().map_or_else(
                     || "~/.config/lambent/credentials".into(),
@@ -864,7 +872,7 @@ async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()>
             t.load_preset(UTF8_BORDERS_ONLY).set_header([
                 "ACCESS KEY ID",
                 "CREATED",
-                "ADMIN",
+                "ROLE",
                 "DESCRIPTION",
             ]);
             for k in v
@@ -876,7 +884,7 @@ async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()>
                 t.add_row([
                     text(k, "access_key_id"),
                     text(k, "created"),
-                    text(k, "admin"),
+                    text(k, "role"),
                     text(k, "description"),
                 ]);
             }

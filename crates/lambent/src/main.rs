@@ -260,8 +260,12 @@ enum KeysCommand {
         /// What the key is for.
         #[arg(long)]
         description: Option<String>,
+        /// What the key may do: `admin` (everything, keys included), `deploy` (functions and
+        /// their configuration, invoke, read) or `invoke` (invoke and read). Default: deploy.
+        #[arg(long, value_parser = lambent_core::access::ROLE_NAMES)]
+        role: Option<String>,
     },
-    /// List keys (without secrets).
+    /// List keys (without secrets), with their roles.
     Ls,
     /// Revoke a key at once.
     Revoke {

@@ -93,6 +93,13 @@ pub struct ServeArgs {
     /// Connections open at once, at most; more are answered 503 (Retry-After) and closed at once.
     #[arg(long, default_value_t = lambent_api::server::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// MB of request bodies that may be held, all requests together, before their request is
+    /// authenticated (SigV4 requests without X-Amz-Content-SHA256, whose signature covers the
+    /// hash of a body not yet read; boto3 sends these). Past it such requests get a 503 with
+    /// Retry-After. Every other request is authenticated from its headers, its body unread.
+    #[arg(long, default_value_t = lambent_control::auth::DEFAULT_PREAUTH_BUFFER_MB,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    preauth_buffer_mb: u64,
 }
 
 /// Descriptors kept for lambent's own use besides client connections (databases, code files,
@@ -355,6 +362,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
         })
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?,
+    );
+    platform.keys().preauth_budget().set_limit(
+        usize::try_from(args.preauth_buffer_mb << 20)
+            .context("--preauth-buffer-mb is too large for this machine")?,
     );
     let loaded = platform.warm_up().await?;
     platform.start_async();

@@ -123,11 +123,18 @@ async fn keys_are_created_used_and_revoked_from_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A key made without --role is a deploy key: it deploys but does not manage keys.
+    assert_eq!(key["role"], "deploy", "{key}");
     let out = cli(&["--profile", "ci", "keys", "ls"]);
-    assert!(out.status.success());
-    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a deploy key listed the keys");
     assert!(
-        listed.contains(&id) && listed.contains(ACCESS_KEY_ID),
+        String::from_utf8_lossy(&out.stderr).contains("needs role admin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = s.cli_ok(&["keys", "ls"]);
+    assert!(
+        listed.contains(&id) && listed.contains(ACCESS_KEY_ID) && listed.contains("deploy"),
         "{listed}"
     );
     assert!(!listed.contains(&secret), "secrets are never listed");
