@@ -5,14 +5,17 @@
 //! socket to lambent, its stdout and stderr the sandbox's log pipe. It reads a [`SandboxPlan`],
 //! then:
 //!
-//! 1. unshares the mount, pid, ipc, uts (and, without egress, network) namespaces and joins the
-//!    sandbox's cgroup;
+//! 0. closes every descriptor but those three (lambent may have inherited some without
+//!    close-on-exec from whoever started it);
+//! 1. unshares the mount, pid, ipc, uts (and, without egress, network) namespaces, joins the
+//!    sandbox's cgroup and makes it the root of a new cgroup namespace;
 //! 2. forks the sandbox's init (pid 1 of the new pid namespace), which builds the root file system
-//!    (a tmpfs with read-only binds of the system directories and the code, a fresh `/proc`, `/dev`
-//!    and `/tmp`), brings up loopback, opens the Runtime API's listening socket and passes it to
-//!    lambent, pivots into the new root and makes it read-only;
+//!    (a tmpfs with read-only binds of the system directories and the code, a fresh `/proc` with
+//!    the plan's masks, `/dev` and `/tmp`), brings up loopback, opens the Runtime API's listening
+//!    socket and passes it to lambent, pivots into the new root and makes it read-only;
 //! 3. init forks the runtime, which sets rlimits, drops every capability, switches to the sandbox
-//!    user, sets `no_new_privs`, installs the seccomp filters and execs the runtime;
+//!    user, sets `no_new_privs`, closes every descriptor above stderr, installs the seccomp filters
+//!    of [`crate::seccomp`] and execs the runtime;
 //! 4. init reaps orphans and exits with the runtime's status; the helper waits for init and exits
 //!    the same way. When lambent closes the socket (or dies) the helper kills init, and the kernel
 //!    kills everything in the pid namespace with it.
@@ -22,7 +25,6 @@
     reason = "fork, pivot_root, ioctl and capset are raw system calls"
 )]
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::{IoSlice, Read};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -36,12 +38,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, setgroups, setresgid, setresuid};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::BpfProgram;
 
-use crate::plan::{HOSTNAME, Mount, ROOT_TMPFS_BYTES, Rlimit, SandboxPlan};
+use crate::plan::{
+    HOSTNAME, Mount, PROC_MASK_TMPFS_BYTES, ProcMask, ROOT_TMPFS_BYTES, Rlimit, SandboxPlan,
+};
+use crate::seccomp::seccomp_filters;
 
 /// The first argument that makes the `lambent` binary act as the sandbox helper.
 pub const HELPER_ARG: &str = "__lambent-sandbox-helper";
@@ -51,6 +53,13 @@ pub const SETUP_FAILED: i32 = 111;
 pub const EXEC_FAILED: i32 = 127;
 /// Largest plan the helper reads.
 const MAX_PLAN_BYTES: u32 = 1 << 20;
+
+/// What `argv[0]` of the helper (and so of the sandbox's init, pid 1) says: a name, not the host
+/// path of lambent's binary.
+pub const HELPER_ARGV0: &str = "lambent-sandbox-helper";
+/// Options of the sandbox's `/proc`: the function's user sees only its own processes, not init
+/// (which runs as root and holds the helper's command line).
+const PROC_OPTIONS: &str = "hidepid=2";
 
 /// Message tags on the control socket, helper to lambent.
 pub(crate) const TAG_READY: u8 = b'R';
@@ -62,6 +71,9 @@ pub fn helper_main() -> ! {
     // lambent creates its own files private (umask 077); what the helper makes in the sandbox's
     // root (mount points, /etc/passwd) and what the runtime creates must be readable as usual.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    // Whatever lambent inherited without close-on-exec (a socket-activated listener, a caller's
+    // open file) reached this process across exec: nothing of it goes further.
+    close_descriptors_from(3);
     // SAFETY: lambent starts the helper with its control socket as stdin; nothing else in this
     // fresh process owns fd 0.
     let control = unsafe { UnixStream::from_raw_fd(0) };
@@ -118,6 +130,10 @@ fn run_helper(control: &UnixStream) -> Result<i32, String> {
         std::fs::write(procs, "0")
             .map_err(|e| format!("cannot join cgroup {}: {e}", procs.display()))?;
     }
+    // Once in the sandbox's cgroup, make it the root of a cgroup namespace: `/proc/self/cgroup`
+    // inside says `/`, not where lambent keeps its sandboxes (v1 and v2 alike).
+    unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
     // SAFETY: the helper is single-threaded (a fresh exec that started no threads), so the child
     // may run arbitrary code after fork.
     match unsafe { fork() }.map_err(|e| format!("cannot fork the sandbox init: {e}"))? {
@@ -205,7 +221,7 @@ fn run_init(control: &UnixStream, plan: &SandboxPlan) -> Result<i32, String> {
         .port();
     nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("cannot set the hostname: {e}"))?;
     enter_root(&plan.root_dir)?;
-    let filters = seccomp_filters()?;
+    let filters = seccomp_filters().map_err(|e| e.to_string())?;
     let program = CString::new(plan.argv.first().cloned().unwrap_or_default())
         .map_err(|_| "runtime path contains NUL".to_owned())?;
     let argv = cstrings(plan.argv.iter().cloned())?;
@@ -381,10 +397,83 @@ fn build_root(plan: &SandboxPlan) -> Result<(), String> {
         &proc_dir,
         Some("proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        none,
+        Some(PROC_OPTIONS),
     )
     .map_err(|e| format!("cannot mount /proc: {e}"))?;
+    for m in &plan.proc_masks {
+        mask_proc_entry(root, m)?;
+    }
     Ok(())
+}
+
+/// Hides one `/proc` entry under the new root, as runc does; entries this kernel lacks are skipped.
+fn mask_proc_entry(root: &Path, mask: &ProcMask) -> Result<(), String> {
+    let none: Option<&str> = None;
+    let at = under(root, mask.path());
+    // symlink_metadata: a /proc entry that is a link is not followed out of the sandbox.
+    if std::fs::symlink_metadata(&at).is_err() {
+        return Ok(());
+    }
+    let what = mask.path().display();
+    match mask {
+        ProcMask::Null(_) => mount(Some("/dev/null"), &at, none, MsFlags::MS_BIND, none)
+            .map_err(|e| format!("cannot mask {what}: {e}")),
+        ProcMask::Empty(_) => mount(
+            Some("tmpfs"),
+            &at,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("size={PROC_MASK_TMPFS_BYTES},mode=0555").as_str()),
+        )
+        .map_err(|e| format!("cannot mask {what}: {e}")),
+        ProcMask::ReadOnly(_) => {
+            mount(
+                Some(&at),
+                &at,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )
+            .map_err(|e| format!("cannot bind {what}: {e}"))?;
+            mount(
+                none,
+                &at,
+                none,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                none,
+            )
+            .map_err(|e| format!("cannot make {what} read-only: {e}"))
+        }
+    }
+}
+
+/// Closes every descriptor numbered `first` or above. Used where nothing above `first` may be
+/// owned by anything still to run (the helper's start, the runtime's last step before exec).
+fn close_descriptors_from(first: RawFd) {
+    let first = first.max(0) as libc::c_uint;
+    // SAFETY: close_range takes two numbers and flags and touches no memory; the callers own every
+    // descriptor in the range (nothing else in these single-threaded processes uses them).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc/self/fd lists (collected first, since reading the
+    // directory holds a descriptor of its own).
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open.into_iter().filter(|&fd| fd >= first as RawFd) {
+        // SAFETY: as above; closing the directory's own, already closed descriptor fails harmlessly.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Pivots into the new root, drops the old one and makes the root read-only.
@@ -488,6 +577,8 @@ fn exec_runtime(
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         return format!("no_new_privs: {e}");
     }
+    // The runtime starts with stdin (/dev/null), stdout and stderr (the log pipe) and nothing else.
+    close_descriptors_from(3);
     for filter in filters {
         if let Err(e) = seccompiler::apply_filter(filter) {
             return format!("seccomp: {e}");
@@ -545,124 +636,6 @@ fn drop_remaining_capabilities() -> Result<(), String> {
     Ok(())
 }
 
-/// System calls a function never needs and that widen the attack surface: mounting, tracing,
-/// loading kernel code, namespaces, keyrings, clocks, rebooting. They fail with EPERM.
-#[cfg(target_arch = "x86_64")]
-const DENIED_SYSCALLS: &[i64] = &[
-    libc::SYS_iopl,
-    libc::SYS_ioperm,
-    libc::SYS_uselib,
-    libc::SYS_lookup_dcookie,
-    libc::SYS_vhangup,
-];
-#[cfg(not(target_arch = "x86_64"))]
-const DENIED_SYSCALLS: &[i64] = &[];
-
-const COMMON_DENIED: &[i64] = &[
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_chroot,
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_kcmp,
-    libc::SYS_kexec_load,
-    libc::SYS_kexec_file_load,
-    libc::SYS_init_module,
-    libc::SYS_finit_module,
-    libc::SYS_delete_module,
-    libc::SYS_bpf,
-    libc::SYS_perf_event_open,
-    libc::SYS_userfaultfd,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_reboot,
-    libc::SYS_swapon,
-    libc::SYS_swapoff,
-    libc::SYS_acct,
-    libc::SYS_quotactl,
-    libc::SYS_syslog,
-    libc::SYS_setns,
-    libc::SYS_unshare,
-    libc::SYS_sethostname,
-    libc::SYS_setdomainname,
-    libc::SYS_settimeofday,
-    libc::SYS_clock_settime,
-    libc::SYS_clock_adjtime,
-    libc::SYS_adjtimex,
-    libc::SYS_open_by_handle_at,
-    libc::SYS_name_to_handle_at,
-    libc::SYS_fanotify_init,
-    libc::SYS_open_tree,
-    libc::SYS_move_mount,
-    libc::SYS_fsopen,
-    libc::SYS_fsconfig,
-    libc::SYS_fsmount,
-    libc::SYS_fspick,
-    libc::SYS_mount_setattr,
-];
-
-/// `clone` flags that create namespaces; `clone` with any of them fails with EPERM.
-const NAMESPACE_FLAGS: &[u64] = &[
-    libc::CLONE_NEWNS as u64,
-    libc::CLONE_NEWUTS as u64,
-    libc::CLONE_NEWIPC as u64,
-    libc::CLONE_NEWUSER as u64,
-    libc::CLONE_NEWPID as u64,
-    libc::CLONE_NEWNET as u64,
-    libc::CLONE_NEWCGROUP as u64,
-];
-
-/// Builds the runtime's seccomp filters: one that makes `clone3` fail with ENOSYS (its flags live
-/// in memory a filter cannot read, and ENOSYS makes libc fall back to `clone`, whose flags it
-/// can), and one that denies [`DENIED_SYSCALLS`] and namespace-creating `clone`s with EPERM.
-pub fn seccomp_filters() -> Result<Vec<BpfProgram>, String> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| format!("seccomp does not support this architecture: {e:?}"))?;
-    let err = |e: seccompiler::BackendError| format!("cannot build the seccomp filter: {e}");
-    let clone3 = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3, vec![])]),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .map_err(err)?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED_SYSCALLS
-        .iter()
-        .chain(COMMON_DENIED)
-        .map(|&nr| (nr, vec![]))
-        .collect();
-    let clone_rules = NAMESPACE_FLAGS
-        .iter()
-        .map(|&flag| {
-            SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Qword,
-                SeccompCmpOp::MaskedEq(flag),
-                flag,
-            )
-            .and_then(|c| SeccompRule::new(vec![c]))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err)?;
-    rules.insert(libc::SYS_clone, clone_rules);
-    let denied = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(err)?;
-    let compile = |f: SeccompFilter| -> Result<BpfProgram, String> {
-        f.try_into().map_err(|e: seccompiler::BackendError| {
-            format!("cannot compile the seccomp filter: {e}")
-        })
-    };
-    Ok(vec![compile(clone3)?, compile(denied)?])
-}
-
 /// Receives the helper's answer on the control socket: the Runtime API's listening socket and
 /// port, or the helper's error message.
 pub(crate) fn receive_ready(control: BorrowedFd<'_>) -> Result<(OwnedFd, u16), String> {
@@ -709,13 +682,6 @@ pub(crate) fn receive_ready(control: BorrowedFd<'_>) -> Result<(OwnedFd, u16), S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seccomp_filters_compile() {
-        let filters = seccomp_filters().expect("filters build");
-        assert_eq!(filters.len(), 2);
-        assert!(filters.iter().all(|f| !f.is_empty()));
-    }
 
     #[test]
     fn paths_map_under_the_new_root() {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::cgroup::{CgroupDriver, CgroupLimits, SandboxCgroup};
-use crate::helper::{HELPER_ARG, SETUP_FAILED, receive_ready};
+use crate::helper::{HELPER_ARG, HELPER_ARGV0, SETUP_FAILED, receive_ready};
 use crate::os::Os;
 use crate::plan::{HostFs, PlanInput, SandboxPlan};
 use crate::runtime_api::{FunctionError, Invocation, Readiness, Reply, RuntimeApi};
@@ -381,6 +381,7 @@ async fn spawn_helper(helper: &Path, plan: &SandboxPlan) -> Result<Spawned, Stri
         .map_err(|e| format!("cannot duplicate the log pipe: {e}"))?;
     let mut command = tokio::process::Command::new(helper);
     command
+        .arg0(HELPER_ARGV0)
         .arg(HELPER_ARG)
         .env_clear()
         .stdin(Stdio::from(OwnedFd::from(theirs)))

@@ -8,7 +8,8 @@
 //!
 //! - [`package`] checks and unpacks code zips.
 //! - [`plan`] decides what a sandbox looks like; [`helper`] builds it (namespaces, mounts,
-//!   pivot_root, rlimits, capabilities, uid, `no_new_privs`, seccomp) in a separate process.
+//!   pivot_root, rlimits, capabilities, uid, `no_new_privs`, seccomp) in a separate process;
+//!   [`seccomp`] holds the system-call allow list.
 //! - [`cgroup`] applies memory, pids and CPU limits through cgroup v2 or v1, behind the [`os::Os`]
 //!   boundary so the logic is tested without root.
 //! - [`runtime_api`] serves the Runtime API inside each sandbox.
@@ -25,6 +26,7 @@ pub mod os;
 pub mod package;
 pub mod plan;
 pub mod runtime_api;
+pub mod seccomp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -55,6 +55,33 @@ const ETC_ENTRIES: &[&str] = &[
 /// Device nodes bound from the host into the sandbox's `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// `/proc` files that show the host's kernel, devices or memory, hidden under `/dev/null` (runc's
+/// and Docker's masked files, plus the kernel command line, its symbols and the interrupt
+/// counters, which say what hardware the host has).
+const PROC_NULL_FILES: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/kallsyms",
+    "/proc/cmdline",
+    "/proc/interrupts",
+];
+/// `/proc` directories about the host's hardware, hidden under an empty read-only tmpfs.
+const PROC_EMPTY_DIRS: &[&str] = &["/proc/acpi", "/proc/asound", "/proc/scsi", "/proc/firmware"];
+/// `/proc` entries that write kernel or host settings, bound read-only over themselves.
+const PROC_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+/// Size of the empty tmpfs over a masked `/proc` directory (it stays empty: it is read-only).
+pub const PROC_MASK_TMPFS_BYTES: u64 = 4096;
+
 /// One mount, relative to the new root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mount {
@@ -80,6 +107,37 @@ pub enum Mount {
     },
 }
 
+/// How one `/proc` entry is hidden once the sandbox's `/proc` is mounted. The helper skips entries
+/// this kernel does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcMask {
+    /// A file with `/dev/null` bound over it: reads are empty.
+    Null(PathBuf),
+    /// A directory with an empty read-only tmpfs over it.
+    Empty(PathBuf),
+    /// An entry bound read-only over itself.
+    ReadOnly(PathBuf),
+}
+
+impl ProcMask {
+    /// The masked path, inside the sandbox.
+    pub fn path(&self) -> &Path {
+        match self {
+            ProcMask::Null(p) | ProcMask::Empty(p) | ProcMask::ReadOnly(p) => p,
+        }
+    }
+}
+
+/// The masks every sandbox's `/proc` gets, in the order they are applied.
+pub fn proc_masks() -> Vec<ProcMask> {
+    let paths = |list: &'static [&'static str]| list.iter().map(PathBuf::from);
+    paths(PROC_NULL_FILES)
+        .map(ProcMask::Null)
+        .chain(paths(PROC_EMPTY_DIRS).map(ProcMask::Empty))
+        .chain(paths(PROC_READONLY).map(ProcMask::ReadOnly))
+        .collect()
+}
+
 /// A resource limit, as `setrlimit` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rlimit {
@@ -101,6 +159,8 @@ pub struct SandboxPlan {
     pub symlinks: Vec<(PathBuf, PathBuf)>,
     /// Small files to write into the root: (path inside the sandbox, contents).
     pub files: Vec<(PathBuf, String)>,
+    /// What is hidden in the sandbox's `/proc`.
+    pub proc_masks: Vec<ProcMask>,
     /// Whether the sandbox gets its own network namespace (loopback only).
     pub own_network: bool,
     /// Port the Runtime API listens on inside the sandbox (0: any free port).
@@ -248,6 +308,7 @@ impl SandboxPlan {
             mounts,
             symlinks,
             files,
+            proc_masks: proc_masks(),
             own_network: !input.egress,
             runtime_api_port: if input.egress { 0 } else { RUNTIME_API_PORT },
             cgroup_procs: input.cgroup_procs.clone(),
@@ -404,6 +465,50 @@ mod tests {
             ["/usr/bin/python3", "/var/runtime/python/bootstrap.py"]
         );
         assert_eq!((plan.uid, plan.gid), (SANDBOX_UID, SANDBOX_GID));
+    }
+
+    #[test]
+    fn proc_hides_what_runc_hides_and_the_kernel_command_line() {
+        let plan = SandboxPlan::build(&input(RuntimeFamily::Node, false), &debian_like());
+        for file in [
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/sched_debug",
+            "/proc/cmdline",
+        ] {
+            assert!(
+                plan.proc_masks.contains(&ProcMask::Null(file.into())),
+                "{file}"
+            );
+        }
+        assert!(
+            plan.proc_masks
+                .contains(&ProcMask::Empty("/proc/acpi".into()))
+        );
+        for ro in [
+            "/proc/sys",
+            "/proc/sysrq-trigger",
+            "/proc/irq",
+            "/proc/bus",
+            "/proc/fs",
+        ] {
+            assert!(
+                plan.proc_masks.contains(&ProcMask::ReadOnly(ro.into())),
+                "{ro}"
+            );
+        }
+        assert!(
+            plan.proc_masks
+                .iter()
+                .all(|m| m.path().starts_with("/proc/"))
+        );
+        // Nothing the runtimes read about themselves is hidden.
+        for own in ["/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat"] {
+            assert!(
+                !plan.proc_masks.iter().any(|m| m.path() == Path::new(own)),
+                "{own}"
+            );
+        }
     }
 
     #[test]
