@@ -7,10 +7,12 @@ Run as root from the repository root after `cargo build --release -p lambent`:
 
     python3 bench/freeze.py            # LAMBENT=target/debug/lambent to use another binary
 
-Each round makes CALLS sequential calls to each server over one keep-alive connection (one
-caller, so every call is a thaw, the event, the reply and a freeze); the report gives the
-medians over ROUNDS rounds of each round's p50 and p99, and the p50 difference. Prints a markdown
-report, also written to bench/results/freeze-latest.md.
+Each round makes CALLS sequential calls to each server over one keep-alive connection, one
+caller, in two ways: back to back, and with GAP_MS (10) ms of idle time before each call. lambent
+freezes an instance once it has idled 2 ms after its reply, so back-to-back calls mostly skip the
+freeze, while every call after a gap thaws a frozen sandbox first. The report gives the medians
+over ROUNDS rounds of each round's p50 and p99, and the p50 differences. Prints a markdown report,
+also written to bench/results/freeze-latest.md.
 """
 
 import http.client
@@ -33,6 +35,8 @@ KEY_ID = "LKBENCHADMIN00000001"
 SECRET = "bench-secret-0123456789abcdefghijklmnopq"
 BEARER = "Bearer %s:%s" % (KEY_ID, SECRET)
 BODY = b'{"k": 1}'
+GAP = float(os.environ.get("GAP_MS", "10")) / 1e3
+MODES = [("back to back", 0.0), ("after %g ms idle" % (GAP * 1e3), GAP)]
 
 
 def pct(values, p):
@@ -55,8 +59,8 @@ class Target:
         self.name = name
         host, port = base[len("http://"):].rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port))
-        self.p50 = []
-        self.p99 = []
+        self.p50 = {m: [] for m, _ in MODES}
+        self.p99 = {m: [] for m, _ in MODES}
 
     def request(self, method, path, body):
         self.conn.request(method, path, body=body, headers={
@@ -78,14 +82,16 @@ class Target:
         out = self.request("POST", "/v1/functions/echo/invoke", BODY)
         assert json.loads(out) == json.loads(BODY), out
 
-    def round(self):
+    def round(self, mode, gap):
         times = []
         for _ in range(CALLS):
+            if gap:
+                time.sleep(gap)
             t0 = time.perf_counter()
             self.request("POST", "/v1/functions/echo/invoke", BODY)
             times.append((time.perf_counter() - t0) * 1e3)
-        self.p50.append(pct(times, 50))
-        self.p99.append(pct(times, 99))
+        self.p50[mode].append(pct(times, 50))
+        self.p99[mode].append(pct(times, 99))
 
 
 def main():
@@ -101,12 +107,13 @@ def main():
             t.deploy()
             targets.append(t)
         for t in targets:  # warm-up
-            t.round()
-            t.p50.clear()
-            t.p99.clear()
+            t.round(*MODES[0])
+            t.p50[MODES[0][0]].clear()
+            t.p99[MODES[0][0]].clear()
         for i in range(ROUNDS):
-            for t in (targets if i % 2 == 0 else reversed(targets)):
-                t.round()
+            for mode, gap in MODES:
+                for t in (targets if i % 2 == 0 else reversed(targets)):
+                    t.round(mode, gap)
     finally:
         for p in procs:
             p.terminate()
@@ -117,12 +124,16 @@ def main():
               "Warm Python echo (`return event`), one caller over one keep-alive connection, "
               "%d calls per round, %d rounds alternating between the servers; medians of the "
               "rounds' p50 and p99. Binary: `%s`." % (CALLS, ROUNDS, os.path.relpath(LAMBENT, ROOT)),
-              "", "| server | p50 | p99 |", "| --- | --- | --- |"]
-    for t in targets:
-        report.append("| %s | %.3f ms | %.3f ms |" % (t.name, med(t.p50), med(t.p99)))
-    diffs = [f - r for f, r in zip(frozen.p50, running.p50)]
-    report += ["", "Added by freezing: %+.3f ms at p50 (median of per-round differences; "
-               "rounds: %s)." % (med(diffs), ", ".join("%+.3f" % d for d in diffs)), ""]
+              "", "| calls | server | p50 | p99 | p50 added by freezing (per-round medians) |",
+              "| --- | --- | --- | --- | --- |"]
+    for mode, _ in MODES:
+        diffs = [f - r for f, r in zip(frozen.p50[mode], running.p50[mode])]
+        for t in targets:
+            added = "%+.3f ms (rounds: %s)" % (med(diffs), ", ".join("%+.3f" % d for d in diffs)) \
+                if t is frozen else ""
+            report.append("| %s | %s | %.3f ms | %.3f ms | %s |" % (
+                mode, t.name, med(t.p50[mode]), med(t.p99[mode]), added))
+    report.append("")
     text = "\n".join(report)
     print(text)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

@@ -26,6 +26,23 @@ use crate::{FunctionSpec, InvokeInput};
 
 /// How long the helper may take to build a sandbox before it is given up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an instance idles after its reply before it is frozen. Calls that follow closely
+/// skip the freeze and the thaw (and the runtime is back asking for its next event by then);
+/// background work gets at most this long after a call.
+pub(crate) const FREEZE_AFTER_IDLE: Duration = Duration::from_millis(2);
+
+/// Where an idle instance's freezing stands, shared with the task that freezes it.
+#[derive(Debug, Default)]
+struct FreezeState {
+    /// Whether the sandbox's cgroup is frozen now.
+    frozen: bool,
+    /// Bumped whenever the instance is taken for a call or stopped: a freeze asked for before
+    /// then is dropped.
+    generation: u64,
+}
+
+/// Set once a freeze failed and was logged.
+static FREEZE_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What went wrong with an instance (rather than with the function's own code).
 #[derive(Debug)]
@@ -114,8 +131,8 @@ pub(crate) struct Instance {
     /// Closing it tells the helper to kill the sandbox.
     control: Option<UnixStream>,
     cgroup: SandboxCgroup,
-    /// Whether the sandbox's cgroup is frozen now (it idles between calls).
-    frozen: bool,
+    /// Whether the sandbox is frozen (it idles between calls), or about to be.
+    freeze: Arc<Mutex<FreezeState>>,
     /// The sandbox's uid and gid.
     uid: u32,
     os: Arc<dyn Os>,
@@ -133,7 +150,7 @@ impl std::fmt::Debug for Instance {
             .field("id", &self.id)
             .field("helper_pid", &self.helper_pid)
             .field("uid", &self.uid)
-            .field("frozen", &self.frozen)
+            .field("frozen", &self.freeze.lock().frozen)
             .finish_non_exhaustive()
     }
 }
@@ -260,7 +277,7 @@ impl Instance {
             helper_pid,
             control: Some(control),
             cgroup,
-            frozen: false,
+            freeze: Arc::default(),
             uid,
             os: launch.os,
             queue,
@@ -302,27 +319,50 @@ impl Instance {
         }
     }
 
-    /// Whether this sandbox can be frozen while it idles.
-    pub(crate) fn can_freeze(&self) -> bool {
-        self.cgroup.can_freeze()
-    }
-
-    /// Freezes the sandbox while it idles: its processes and threads make no progress until
-    /// [`Instance::invoke`] thaws it.
-    pub(crate) fn freeze(&mut self) -> Result<(), CgroupError> {
-        if self.frozen || !self.cgroup.can_freeze() {
-            return Ok(());
+    /// Freezes the sandbox once it has idled for `after`, unless it is taken for a call or
+    /// stopped first: its processes and threads then make no progress until
+    /// [`Instance::invoke`] thaws it. The freeze runs off the caller's path.
+    pub(crate) fn freeze_after(&self, after: Duration) {
+        if !self.cgroup.can_freeze() {
+            return;
         }
-        self.cgroup.freeze(self.os.as_ref())?;
-        self.frozen = true;
-        Ok(())
+        let state = self.freeze.clone();
+        let generation = state.lock().generation;
+        let cgroup = self.cgroup.clone();
+        let os = self.os.clone();
+        tokio::spawn(async move {
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            if state.lock().generation != generation {
+                return;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                // Held across the write, so a thaw waits for a freeze under way.
+                let mut st = state.lock();
+                if st.generation != generation || st.frozen {
+                    return;
+                }
+                match cgroup.freeze(os.as_ref()) {
+                    Ok(()) => st.frozen = true,
+                    Err(e) => {
+                        if !FREEZE_FAILED.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "cannot freeze an idle sandbox; it idles running");
+                        }
+                    }
+                }
+            })
+            .await;
+        });
     }
 
-    /// Lets a frozen sandbox run again.
+    /// Lets a frozen sandbox run again, and drops a freeze not done yet.
     fn thaw(&mut self) -> Result<(), CgroupError> {
-        if self.frozen {
+        let mut st = self.freeze.lock();
+        st.generation += 1;
+        if st.frozen {
             self.cgroup.thaw(self.os.as_ref())?;
-            self.frozen = false;
+            st.frozen = false;
         }
         Ok(())
     }

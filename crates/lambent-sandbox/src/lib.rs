@@ -350,8 +350,8 @@ struct Inner {
     cgroups_alive: Arc<AtomicUsize>,
     /// Each sandbox's own uid and gid.
     identities: Arc<identity::IdentityPool>,
-    /// Whether idle instances are frozen; cleared (with a warning) when a freeze fails.
-    freeze_idle: AtomicBool,
+    /// Whether idle instances are frozen.
+    freeze_idle: bool,
     reaper_running: AtomicBool,
     /// Set at shutdown: nothing starts any more.
     stopped: AtomicBool,
@@ -469,7 +469,7 @@ impl ProcessExecutor {
                 starting: tokio::sync::Semaphore::new(concurrent_starts()),
                 cgroups_alive: Arc::default(),
                 identities,
-                freeze_idle: AtomicBool::new(freeze_idle),
+                freeze_idle,
                 stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
@@ -878,22 +878,17 @@ impl ProcessExecutor {
         }
     }
 
-    /// Freezes an instance that goes idle (unless freezing is off); a failed freeze turns
-    /// freezing off for good, with a warning, and the instance idles running.
-    fn freeze_idle(&self, instance: &mut Instance) {
-        if !self.inner.freeze_idle.load(Ordering::Relaxed) || !instance.can_freeze() {
-            return;
-        }
-        if let Err(e) = instance.freeze() {
-            if self.inner.freeze_idle.swap(false, Ordering::Relaxed) {
-                tracing::warn!(error = %e, "cannot freeze an idle sandbox; idle sandboxes are no longer frozen");
-            }
+    /// Freezes an instance that goes idle once it has idled for `after` (unless freezing is
+    /// off, or a call takes it first).
+    fn freeze_idle(&self, instance: &Instance, after: Duration) {
+        if self.inner.freeze_idle {
+            instance.freeze_after(after);
         }
     }
 
     fn put_back(&self, spec: &FunctionSpec, epoch: u64, mut pooled: Pooled) {
-        // Frozen before any other call can take it (which thaws it first).
-        self.freeze_idle(&mut pooled.instance);
+        // A call that takes it thaws it first, or cancels the freeze.
+        self.freeze_idle(&pooled.instance, instance::FREEZE_AFTER_IDLE);
         let (prewarm, keep) = self.windows(&spec.function);
         let now = Instant::now();
         let mut pools = self.inner.pools.lock();
@@ -1094,9 +1089,9 @@ impl ProcessExecutor {
         // Counted like a call's cold start: attempts, whether or not the runtime comes up.
         self.inner.started.fetch_add(1, Ordering::Relaxed);
         match Instance::start(self.launch(), spec).await {
-            Ok((mut instance, _init)) => {
+            Ok((instance, _init)) => {
                 // Initialised and waiting for its first event: it idles frozen until then.
-                self.freeze_idle(&mut instance);
+                self.freeze_idle(&instance, Duration::ZERO);
                 let now = Instant::now();
                 let mut pools = self.inner.pools.lock();
                 if pools.epoch(spec) != epoch {
