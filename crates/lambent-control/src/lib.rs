@@ -24,7 +24,8 @@ mod schedules;
 
 pub use events::{Clock, EventRequest, EventStats, EventsConfig};
 pub use lambent_sandbox::{
-    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_SANDBOXES, HELPER_ARG, PackageError, helper_main,
+    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_SANDBOXES, DEFAULT_UID_BASE, HELPER_ARG, PackageError,
+    helper_main,
 };
 pub use lambent_store::events::{
     Enqueued, Event, EventState, Message, QueueCounts, QueueRow, ScheduleRow, TriggerRow,

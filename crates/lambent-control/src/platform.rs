@@ -147,6 +147,10 @@ pub struct PlatformConfig {
     pub adaptive_keep_alive: bool,
     /// Sandboxes that may exist at once.
     pub max_sandboxes: usize,
+    /// First uid (and gid) of the range sandboxes run as, one id each.
+    pub sandbox_uid_base: u32,
+    /// Freeze idle sandboxes between calls.
+    pub freeze_idle: bool,
     /// Memory in MB that instances of this node may reserve together (their memory limits).
     pub memory_budget_mb: u64,
     /// The region name in ARNs and `AWS_REGION`, and the one requests must be signed for.
@@ -330,6 +334,8 @@ impl Platform {
                 max_sandboxes: config.max_sandboxes,
                 budget: budget.clone(),
                 advisor: Some(keep_alive.clone()),
+                uid_base: config.sandbox_uid_base,
+                freeze_idle: config.freeze_idle,
             })
             .map_err(|e| e.to_string()),
         };

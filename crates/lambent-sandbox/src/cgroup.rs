@@ -4,6 +4,11 @@
 //! pids limit, and CPU weight proportional to memory (Lambda gives a full vCPU at 1769 MB). The
 //! cgroup also tells lambent what the sandbox used (peak memory) and whether the kernel's OOM
 //! killer struck, so an out-of-memory death is reported as such.
+//!
+//! Idle sandboxes are frozen between calls, as Lambda freezes its execution environments: the
+//! v1 `freezer` hierarchy (`freezer.state`) or v2's `cgroup.freeze`. A frozen sandbox's
+//! processes and threads make no progress until it is thawed for its next call; it is thawed
+//! before it is killed too (v1 holds even SIGKILL until then).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +64,8 @@ pub enum CgroupDriver {
         pids: Option<PathBuf>,
         /// the cpu controller's directory
         cpu: Option<PathBuf>,
+        /// the freezer hierarchy's directory
+        freezer: Option<PathBuf>,
     },
     /// No usable memory controller: sandboxes run without cgroup limits.
     Unavailable {
@@ -183,6 +190,7 @@ impl CgroupDriver {
                 memory,
                 pids: v1_dir("pids"),
                 cpu: v1_dir("cpu"),
+                freezer: v1_dir("freezer"),
             },
             None => CgroupDriver::Unavailable {
                 reason: "no cgroup v2 hierarchy with the memory and pids controllers and no \
@@ -245,6 +253,16 @@ impl CgroupDriver {
         }
     }
 
+    /// Whether sandboxes can be frozen: cgroup v2 (every cgroup but the root has
+    /// `cgroup.freeze`, from Linux 5.2) or a v1 `freezer` hierarchy.
+    pub fn can_freeze(&self) -> bool {
+        match self {
+            CgroupDriver::V2 { .. } => true,
+            CgroupDriver::V1 { freezer, .. } => freezer.is_some(),
+            CgroupDriver::Unavailable { .. } => false,
+        }
+    }
+
     /// Creates the cgroup of one sandbox with its limits.
     pub fn create(
         &self,
@@ -256,6 +274,7 @@ impl CgroupDriver {
             v2: matches!(self, CgroupDriver::V2 { .. }),
             dirs: Vec::new(),
             memory: None,
+            freezer: None,
         };
         let result = self.create_into(os, name, limits, &mut cg);
         if let Err(e) = result {
@@ -290,8 +309,16 @@ impl CgroupDriver {
                 if os.exists(&dir.join("cpu.weight")) {
                     set(&dir, "cpu.weight", limits.v2_cpu_weight().to_string())?;
                 }
+                if os.exists(&dir.join("cgroup.freeze")) {
+                    cg.freezer = Some(dir.clone());
+                }
             }
-            CgroupDriver::V1 { memory, pids, cpu } => {
+            CgroupDriver::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => {
                 let dir = memory.join(name);
                 os.mkdir(&dir).map_err(io_err(&dir))?;
                 cg.dirs.push(dir.clone());
@@ -324,6 +351,12 @@ impl CgroupDriver {
                     cg.dirs.push(dir.clone());
                     set(&dir, "cpu.shares", limits.v1_cpu_shares().to_string())?;
                 }
+                if let Some(freezer) = freezer {
+                    let dir = freezer.join(name);
+                    os.mkdir(&dir).map_err(io_err(&dir))?;
+                    cg.dirs.push(dir.clone());
+                    cg.freezer = Some(dir);
+                }
             }
             CgroupDriver::Unavailable { .. } => {}
         }
@@ -341,9 +374,15 @@ impl CgroupDriver {
     fn parents(&self) -> Vec<PathBuf> {
         match self {
             CgroupDriver::V2 { parent } => vec![parent.clone()],
-            CgroupDriver::V1 { memory, pids, cpu } => std::iter::once(memory.clone())
+            CgroupDriver::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => std::iter::once(memory.clone())
                 .chain(pids.clone())
                 .chain(cpu.clone())
+                .chain(freezer.clone())
                 .collect(),
             CgroupDriver::Unavailable { .. } => Vec::new(),
         }
@@ -365,17 +404,44 @@ impl CgroupDriver {
                     .and_then(|pid| pid.parse::<u32>().ok());
                 if let Some(pid) = owner
                     && !alive(pid)
+                    && !remove_stale_dir(&entry.path())
                 {
-                    // Fails harmlessly if processes remain.
-                    if std::fs::remove_dir(entry.path()).is_err() {
-                        left += 1;
-                    }
+                    left += 1;
                 }
             }
         }
         left
     }
 }
+
+/// Tries to remove a dead lambent's sandbox cgroup. Its sandboxes normally died with it, but one
+/// that was frozen (idle) when lambent died stays frozen, its helper unable to notice: it is
+/// thawed and killed, then removed. False if processes remain (the next sweep tries again).
+fn remove_stale_dir(dir: &Path) -> bool {
+    if std::fs::remove_dir(dir).is_ok() {
+        return true;
+    }
+    // Whichever knob this hierarchy has; the others are not there.
+    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_err()
+        && let Ok(pids) = std::fs::read_to_string(dir.join("cgroup.procs"))
+    {
+        for pid in pids.split_whitespace().filter_map(|p| p.parse().ok()) {
+            crate::os::HostOs.kill(pid);
+        }
+    }
+    for _ in 0..STALE_REMOVE_ATTEMPTS {
+        if std::fs::remove_dir(dir).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Attempts, 10 ms apart, to remove a stale sandbox cgroup after killing what is left in it.
+const STALE_REMOVE_ATTEMPTS: u32 = 20;
 
 /// The limits of one sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,6 +485,8 @@ pub struct SandboxCgroup {
     v2: bool,
     dirs: Vec<PathBuf>,
     memory: Option<PathBuf>,
+    /// The directory whose freezer freezes the sandbox, when the host has one.
+    freezer: Option<PathBuf>,
 }
 
 fn counter(text: &str, key: &str) -> Option<u64> {
@@ -459,8 +527,42 @@ impl SandboxCgroup {
         os.read(&dir.join(file)).ok()?.trim().parse().ok()
     }
 
-    /// Kills every process in the sandbox's cgroup.
+    /// Whether this sandbox can be frozen.
+    pub fn can_freeze(&self) -> bool {
+        self.freezer.is_some()
+    }
+
+    /// Freezes every process and thread in the sandbox (asynchronously: the kernel stops each
+    /// task at its next return to user space). A sandbox without a freezer is left running.
+    pub fn freeze(&self, os: &dyn Os) -> Result<(), CgroupError> {
+        self.set_frozen(os, true)
+    }
+
+    /// Lets the sandbox's processes run again.
+    pub fn thaw(&self, os: &dyn Os) -> Result<(), CgroupError> {
+        self.set_frozen(os, false)
+    }
+
+    fn set_frozen(&self, os: &dyn Os, frozen: bool) -> Result<(), CgroupError> {
+        let Some(dir) = &self.freezer else {
+            return Ok(());
+        };
+        let (file, value) = match (self.v2, frozen) {
+            (true, true) => ("cgroup.freeze", "1"),
+            (true, false) => ("cgroup.freeze", "0"),
+            (false, true) => ("freezer.state", "FROZEN"),
+            (false, false) => ("freezer.state", "THAWED"),
+        };
+        let path = dir.join(file);
+        os.write(&path, value).map_err(io_err(&path))
+    }
+
+    /// Kills every process in the sandbox's cgroup (thawing it first: SIGKILL does not reach
+    /// a task frozen by the v1 freezer until it thaws).
     pub fn kill_all(&self, os: &dyn Os) {
+        if let Err(e) = self.thaw(os) {
+            tracing::debug!(error = %e, "cannot thaw a sandbox before killing it");
+        }
         for dir in &self.dirs {
             if self.v2 && os.write(&dir.join("cgroup.kill"), "1").is_ok() {
                 return;
@@ -474,8 +576,10 @@ impl SandboxCgroup {
     }
 
     /// Removes the cgroup directories. The kernel refuses while processes remain, so this kills
-    /// stragglers and retries for a short while.
-    pub fn remove(&self, os: &dyn Os) {
+    /// stragglers and retries for a short while. False if a directory is left (processes of the
+    /// sandbox may still live).
+    pub fn remove(&self, os: &dyn Os) -> bool {
+        let mut all = true;
         for dir in self.dirs.iter().rev() {
             for attempt in 0..50 {
                 match os.rmdir(dir) {
@@ -486,11 +590,13 @@ impl SandboxCgroup {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(e) => {
+                        all = false;
                         tracing::warn!(cgroup = %dir.display(), error = %e, "cannot remove sandbox cgroup")
                     }
                 }
             }
         }
+        all
     }
 }
 
@@ -503,10 +609,12 @@ mod tests {
 35 24 0:30 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
 36 24 0:31 / /sys/fs/cgroup/pids rw,relatime shared:10 - cgroup cgroup rw,pids
 37 24 0:32 / /sys/fs/cgroup/cpu rw,relatime shared:11 - cgroup cgroup rw,cpu
+39 24 0:34 / /sys/fs/cgroup/freezer rw,relatime shared:13 - cgroup cgroup rw,freezer
 38 24 0:33 / /sys/fs/cgroup/unified rw,relatime shared:12 - cgroup2 cgroup2 rw
 ";
     const HYBRID_SELF: &str = "\
 8:pids:/
+6:freezer:/
 4:memory:/process_api/abc
 1:cpu:/
 0::/
@@ -522,8 +630,10 @@ mod tests {
                 memory: "/sys/fs/cgroup/memory/process_api/abc/lambent-sandboxes".into(),
                 pids: Some("/sys/fs/cgroup/pids/lambent-sandboxes".into()),
                 cpu: Some("/sys/fs/cgroup/cpu/lambent-sandboxes".into()),
+                freezer: Some("/sys/fs/cgroup/freezer/lambent-sandboxes".into()),
             }
         );
+        assert!(d.can_freeze());
         let cg = d
             .create(&os, "sb1", &CgroupLimits::for_memory(256))
             .expect("create");
@@ -544,13 +654,23 @@ mod tests {
                 .as_deref(),
             Some("148")
         );
-        assert_eq!(cg.procs_files().len(), 3);
+        assert_eq!(cg.procs_files().len(), 4);
+        let state = "/sys/fs/cgroup/freezer/lambent-sandboxes/sb1/freezer.state";
+        os.files.lock().insert(state.into(), "THAWED".into());
+        cg.freeze(&os).expect("freeze");
+        assert_eq!(os.written(state).as_deref(), Some("FROZEN"));
+        cg.thaw(&os).expect("thaw");
+        assert_eq!(os.written(state).as_deref(), Some("THAWED"));
+        cg.freeze(&os).expect("freeze");
+        // Killing thaws first: v1 holds SIGKILL for frozen tasks.
+        cg.kill_all(&os);
+        assert_eq!(os.written(state).as_deref(), Some("THAWED"));
         os.files.lock().insert(
             format!("{mem}/memory.oom_control").into(),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n".into(),
         );
         assert_eq!(cg.oom_kills(&os), 2);
-        cg.remove(&os);
+        assert!(cg.remove(&os));
         assert!(!os.exists(Path::new(mem)));
     }
 
@@ -592,6 +712,9 @@ mod tests {
         os.files
             .lock()
             .insert(format!("{sb}/memory.swap.max").into(), "max".into());
+        os.files
+            .lock()
+            .insert(format!("{sb}/cgroup.freeze").into(), "0".into());
         let cg = d
             .create(&os, "sb", &CgroupLimits::for_memory(1769))
             .expect("create");
@@ -608,7 +731,17 @@ mod tests {
             "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n".into(),
         );
         assert_eq!(cg.oom_kills(&os), 1);
+        assert!(d.can_freeze() && cg.can_freeze());
+        cg.freeze(&os).expect("freeze");
+        assert_eq!(
+            os.written(&format!("{sb}/cgroup.freeze")).as_deref(),
+            Some("1")
+        );
         cg.kill_all(&os);
+        assert_eq!(
+            os.written(&format!("{sb}/cgroup.freeze")).as_deref(),
+            Some("0")
+        );
         assert_eq!(
             os.written(&format!("{sb}/cgroup.kill")).as_deref(),
             Some("1")
@@ -624,6 +757,8 @@ mod tests {
             .create(&FakeOs::default(), "x", &CgroupLimits::for_memory(128))
             .expect("nothing to do");
         assert!(cg.procs_files().is_empty());
+        assert!(!d.can_freeze() && !cg.can_freeze());
+        cg.freeze(&FakeOs::default()).expect("nothing to freeze");
     }
 
     #[test]

@@ -359,15 +359,20 @@ fn build_root(plan: &SandboxPlan) -> Result<(), String> {
                 target,
                 size_bytes,
                 mode,
+                owner,
             } => {
                 let at = under(root, target);
                 mkdirs(&at)?;
+                let mut options = format!("size={size_bytes},mode={mode:o}");
+                if let Some((uid, gid)) = owner {
+                    options.push_str(&format!(",uid={uid},gid={gid}"));
+                }
                 mount(
                     Some("tmpfs"),
                     &at,
                     Some("tmpfs"),
                     MsFlags::MS_NOSUID,
-                    Some(format!("size={size_bytes},mode={mode:o}").as_str()),
+                    Some(options.as_str()),
                 )
                 .map_err(|e| format!("cannot mount a tmpfs at {}: {e}", target.display()))?;
             }

@@ -16,8 +16,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::cgroup::{CgroupDriver, CgroupLimits, SandboxCgroup};
+use crate::cgroup::{CgroupDriver, CgroupError, CgroupLimits, SandboxCgroup};
 use crate::helper::{HELPER_ARG, HELPER_ARGV0, SETUP_FAILED, receive_ready};
+use crate::identity::{IdentityPool, SandboxIdentity};
 use crate::os::Os;
 use crate::plan::{HostFs, PlanInput, SandboxPlan};
 use crate::runtime_api::{FunctionError, Invocation, Readiness, Reply, RuntimeApi};
@@ -25,6 +26,23 @@ use crate::{FunctionSpec, InvokeInput};
 
 /// How long the helper may take to build a sandbox before it is given up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an instance idles after its reply before it is frozen. Calls that follow closely
+/// skip the freeze and the thaw (and the runtime is back asking for its next event by then);
+/// background work gets at most this long after a call.
+pub(crate) const FREEZE_AFTER_IDLE: Duration = Duration::from_millis(2);
+
+/// Where an idle instance's freezing stands, shared with the task that freezes it.
+#[derive(Debug, Default)]
+struct FreezeState {
+    /// Whether the sandbox's cgroup is frozen now.
+    frozen: bool,
+    /// Bumped whenever the instance is taken for a call or stopped: a freeze asked for before
+    /// then is dropped.
+    generation: u64,
+}
+
+/// Set once a freeze failed and was logged.
+static FREEZE_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What went wrong with an instance (rather than with the function's own code).
 #[derive(Debug)]
@@ -113,6 +131,10 @@ pub(crate) struct Instance {
     /// Closing it tells the helper to kill the sandbox.
     control: Option<UnixStream>,
     cgroup: SandboxCgroup,
+    /// Whether the sandbox is frozen (it idles between calls), or about to be.
+    freeze: Arc<Mutex<FreezeState>>,
+    /// The sandbox's uid and gid.
+    uid: u32,
     os: Arc<dyn Os>,
     queue: mpsc::Sender<Invocation>,
     readiness: watch::Receiver<Readiness>,
@@ -127,6 +149,8 @@ impl std::fmt::Debug for Instance {
         f.debug_struct("Instance")
             .field("id", &self.id)
             .field("helper_pid", &self.helper_pid)
+            .field("uid", &self.uid)
+            .field("frozen", &self.freeze.lock().frozen)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +166,18 @@ pub(crate) struct Launch<'a> {
     pub(crate) node: Option<&'a Path>,
     /// Sandboxes whose cgroup is not removed yet.
     pub(crate) cgroups_alive: Arc<AtomicUsize>,
+    /// Where each sandbox's uid and gid come from.
+    pub(crate) identities: Arc<IdentityPool>,
+}
+
+/// Gives a sandbox's identity back once its cgroup is gone, or keeps it taken for good when
+/// some of its processes could not be shown dead (so no other sandbox ever gets their uid).
+fn release(identity: SandboxIdentity, cgroup_removed: bool) {
+    if cgroup_removed {
+        drop(identity);
+    } else {
+        identity.leak();
+    }
 }
 
 fn now_ms() -> u64 {
@@ -159,6 +195,17 @@ impl Instance {
     ) -> Result<(Instance, Duration), (InstanceError, String)> {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let identity = launch.identities.take().ok_or_else(|| {
+            (
+                InstanceError::Setup(format!(
+                    "all {} sandbox uids from {} are taken",
+                    crate::identity::UID_RANGE,
+                    launch.identities.base()
+                )),
+                String::new(),
+            )
+        })?;
+        let uid = identity.uid();
         let cgroup = {
             let os = launch.os.clone();
             let driver = launch.cgroups.clone();
@@ -181,6 +228,7 @@ impl Instance {
                 env: spec.environment.clone(),
                 python: launch.python,
                 node: launch.node,
+                uid,
             },
             &HostFs,
         );
@@ -188,7 +236,7 @@ impl Instance {
         let (mut child, control, listener, log_rx) = match spawned {
             Ok(s) => s,
             Err(e) => {
-                cgroup.remove(launch.os.as_ref());
+                release(identity, cgroup.remove(launch.os.as_ref()));
                 return Err((InstanceError::Setup(e), String::new()));
             }
         };
@@ -214,10 +262,11 @@ impl Instance {
                 // Read the OOM counter before the cgroup goes.
                 let oom = cgroup.oom_kills(os.as_ref()) > 0;
                 let _ = exit_tx.send(Some(Exit { status, oom }));
-                // Everything in the sandbox dies with init; the cgroup goes once it is empty.
+                // Everything in the sandbox dies with init; the cgroup goes once it is empty,
+                // and only then may another sandbox have its uid.
                 let _ = tokio::task::spawn_blocking(move || {
                     cgroup.kill_all(os.as_ref());
-                    cgroup.remove(os.as_ref());
+                    release(identity, cgroup.remove(os.as_ref()));
                 })
                 .await;
                 alive.fetch_sub(1, Ordering::AcqRel);
@@ -228,6 +277,8 @@ impl Instance {
             helper_pid,
             control: Some(control),
             cgroup,
+            freeze: Arc::default(),
+            uid,
             os: launch.os,
             queue,
             readiness,
@@ -268,6 +319,54 @@ impl Instance {
         }
     }
 
+    /// Freezes the sandbox once it has idled for `after`, unless it is taken for a call or
+    /// stopped first: its processes and threads then make no progress until
+    /// [`Instance::invoke`] thaws it. The freeze runs off the caller's path.
+    pub(crate) fn freeze_after(&self, after: Duration) {
+        if !self.cgroup.can_freeze() {
+            return;
+        }
+        let state = self.freeze.clone();
+        let generation = state.lock().generation;
+        let cgroup = self.cgroup.clone();
+        let os = self.os.clone();
+        tokio::spawn(async move {
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            if state.lock().generation != generation {
+                return;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                // Held across the write, so a thaw waits for a freeze under way.
+                let mut st = state.lock();
+                if st.generation != generation || st.frozen {
+                    return;
+                }
+                match cgroup.freeze(os.as_ref()) {
+                    Ok(()) => st.frozen = true,
+                    Err(e) => {
+                        if !FREEZE_FAILED.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "cannot freeze an idle sandbox; it idles running");
+                        }
+                    }
+                }
+            })
+            .await;
+        });
+    }
+
+    /// Lets a frozen sandbox run again, and drops a freeze not done yet.
+    fn thaw(&mut self) -> Result<(), CgroupError> {
+        let mut st = self.freeze.lock();
+        st.generation += 1;
+        if st.frozen {
+            self.cgroup.thaw(self.os.as_ref())?;
+            st.frozen = false;
+        }
+        Ok(())
+    }
+
     /// Whether the runtime process has exited.
     pub(crate) fn is_dead(&self) -> bool {
         self.exit.borrow().is_some()
@@ -279,6 +378,9 @@ impl Instance {
         spec: &FunctionSpec,
         input: &InvokeInput,
     ) -> Result<Result<Bytes, FunctionError>, InstanceError> {
+        // Thawed before the event is handed over, so the runtime is running when it arrives.
+        self.thaw()
+            .map_err(|e| InstanceError::Setup(format!("cannot thaw the sandbox: {e}")))?;
         let deadline = tokio::time::Instant::now() + spec.timeout;
         let (reply_tx, reply_rx) = oneshot::channel();
         let invocation = Invocation {
@@ -319,6 +421,10 @@ impl Instance {
 
     /// Kills the sandbox: the helper kills init, and the kernel everything in its pid namespace.
     pub(crate) fn kill(&mut self) {
+        // The helper and init are frozen with the sandbox; the v1 freezer even holds SIGKILL.
+        if let Err(e) = self.thaw() {
+            tracing::warn!(error = %e, "cannot thaw a sandbox to stop it; its cgroup's removal kills it");
+        }
         self.control.take();
         if self.helper_pid > 0 && !self.is_dead() {
             self.os.kill(self.helper_pid);

@@ -13,14 +13,16 @@
 //! - [`cgroup`] applies memory, pids and CPU limits through cgroup v2 or v1, behind the [`os::Os`]
 //!   boundary so the logic is tested without root.
 //! - [`runtime_api`] serves the Runtime API inside each sandbox.
+//! - [`identity`] gives every sandbox its own uid and gid from a reserved range.
 //! - [`ProcessExecutor`] keeps warm instances per function version (one invocation at a time per
-//!   instance, as on Lambda), starts new ones when none is idle, and reaps idle ones after the
-//!   keep-alive.
+//!   instance, as on Lambda), starts new ones when none is idle, freezes idle ones between calls,
+//!   and reaps them after the keep-alive.
 
 #![deny(unsafe_code)]
 
 pub mod cgroup;
 pub mod helper;
+pub mod identity;
 mod instance;
 pub mod os;
 pub mod package;
@@ -40,6 +42,7 @@ use parking_lot::Mutex;
 
 pub use cgroup::CgroupDriver;
 pub use helper::{HELPER_ARG, helper_main};
+pub use identity::{DEFAULT_UID_BASE, IdentityError};
 pub use package::{PackageError, PackageSummary};
 pub use runtime_api::FunctionError;
 
@@ -65,6 +68,9 @@ pub enum SandboxError {
         "process runtimes need lambent to run as root (it builds namespaces, mounts and cgroups); this process runs as uid {0}"
     )]
     NotRoot(u32),
+    /// the uid range cannot be used
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// a directory could not be prepared
     #[error("cannot prepare {path}: {source}")]
     Io {
@@ -92,6 +98,12 @@ pub struct SandboxConfig {
     /// Decides per function how long an idle instance stays and when one is started again
     /// ahead of a call; without one every function gets `keep_alive`.
     pub advisor: Option<Arc<dyn KeepAliveAdvisor>>,
+    /// First uid (and gid) of the range sandboxes run as ([`identity::UID_RANGE`] ids); see
+    /// [`DEFAULT_UID_BASE`].
+    pub uid_base: u32,
+    /// Freeze idle instances between calls (the cgroup freezer), as Lambda does; without a
+    /// freezer on the host they keep running, with a warning.
+    pub freeze_idle: bool,
 }
 
 /// Keep-alive decisions per function (the control plane's policy).
@@ -338,6 +350,10 @@ struct Inner {
     starting: tokio::sync::Semaphore,
     /// Sandboxes whose cgroup is not removed yet.
     cgroups_alive: Arc<AtomicUsize>,
+    /// Each sandbox's own uid and gid.
+    identities: Arc<identity::IdentityPool>,
+    /// Whether idle instances are frozen.
+    freeze_idle: bool,
     reaper_running: AtomicBool,
     /// Set at shutdown: nothing starts any more.
     stopped: AtomicBool,
@@ -377,6 +393,7 @@ impl ProcessExecutor {
         if uid != 0 {
             return Err(SandboxError::NotRoot(uid));
         }
+        identity::check_range(config.uid_base, config.max_sandboxes)?;
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| SandboxError::Io { path, source }
@@ -425,6 +442,25 @@ impl ProcessExecutor {
         let python = find_program(&["/usr/bin/python3", "/usr/local/bin/python3"])
             .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
         let node = find_program(&["/usr/bin/node", "/usr/local/bin/node"]);
+        let identities =
+            identity::IdentityPool::new(config.uid_base, &identity::default_lock_file());
+        tracing::info!(
+            "sandboxes run as their own uid and gid, from {} to {}",
+            config.uid_base,
+            config.uid_base + (identity::UID_RANGE - 1)
+        );
+        let freeze_idle = if !config.freeze_idle {
+            tracing::info!("idle sandboxes are not frozen between calls (--no-freeze-idle)");
+            false
+        } else if !cgroups.can_freeze() {
+            tracing::warn!(
+                "this host has no cgroup freezer for sandboxes ({}): idle sandboxes keep running between calls",
+                cgroups.describe()
+            );
+            false
+        } else {
+            true
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -443,6 +479,8 @@ impl ProcessExecutor {
                 evicted: AtomicU64::new(0),
                 starting: tokio::sync::Semaphore::new(concurrent_starts()),
                 cgroups_alive: Arc::default(),
+                identities,
+                freeze_idle,
                 stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
@@ -851,7 +889,17 @@ impl ProcessExecutor {
         }
     }
 
+    /// Freezes an instance that goes idle once it has idled for `after` (unless freezing is
+    /// off, or a call takes it first).
+    fn freeze_idle(&self, instance: &Instance, after: Duration) {
+        if self.inner.freeze_idle {
+            instance.freeze_after(after);
+        }
+    }
+
     fn put_back(&self, spec: &FunctionSpec, epoch: u64, mut pooled: Pooled) {
+        // A call that takes it thaws it first, or cancels the freeze.
+        self.freeze_idle(&pooled.instance, instance::FREEZE_AFTER_IDLE);
         let (prewarm, keep) = self.windows(&spec.function);
         let now = Instant::now();
         let mut pools = self.inner.pools.lock();
@@ -923,6 +971,7 @@ impl ProcessExecutor {
             python: &self.inner.python,
             node: self.inner.node.as_deref(),
             cgroups_alive: self.inner.cgroups_alive.clone(),
+            identities: self.inner.identities.clone(),
         }
     }
 
@@ -1052,6 +1101,8 @@ impl ProcessExecutor {
         self.inner.started.fetch_add(1, Ordering::Relaxed);
         match Instance::start(self.launch(), spec).await {
             Ok((instance, _init)) => {
+                // Initialised and waiting for its first event: it idles frozen until then.
+                self.freeze_idle(&instance, Duration::ZERO);
                 let now = Instant::now();
                 let mut pools = self.inner.pools.lock();
                 if pools.epoch(spec) != epoch {

@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use lambent_core::RuntimeFamily;
 use serde::{Deserialize, Serialize};
 
-/// The uid functions run as (Lambda's `sbx_user1051`).
-pub const SANDBOX_UID: u32 = 993;
-/// The gid functions run as.
-pub const SANDBOX_GID: u32 = 990;
+/// The name of the user (and group) functions run as, Lambda's; its uid and gid are the
+/// sandbox's own (see [`crate::identity`]).
+pub const SANDBOX_USER: &str = "sbx_user1051";
 /// Port of the Runtime API inside a sandbox with its own network namespace (Lambda's).
 pub const RUNTIME_API_PORT: u16 = 9001;
 /// Open files per sandbox process (Lambda's 1024).
@@ -104,6 +103,8 @@ pub enum Mount {
         size_bytes: u64,
         /// mode of its root directory
         mode: u32,
+        /// owner (uid, gid) of its root directory; root when `None`
+        owner: Option<(u32, u32)>,
     },
 }
 
@@ -204,6 +205,8 @@ pub struct PlanInput<'a> {
     pub python: &'a Path,
     /// The Node.js binary on the host, if any.
     pub node: Option<&'a Path>,
+    /// The sandbox's own uid, which is also its gid.
+    pub uid: u32,
 }
 
 /// Whether a host path is a symbolic link, and where to.
@@ -250,6 +253,7 @@ impl SandboxPlan {
             target: "/dev".into(),
             size_bytes: DEV_TMPFS_BYTES,
             mode: 0o755,
+            owner: None,
         });
         for dev in DEVICES {
             let host = Path::new("/dev").join(dev);
@@ -276,17 +280,19 @@ impl SandboxPlan {
             target: "/tmp".into(),
             size_bytes: u64::from(input.ephemeral_storage_mb) * 1024 * 1024,
             mode: 0o1777,
+            owner: Some((input.uid, input.uid)),
         });
+        let id = input.uid;
         let files = vec![
             (
                 PathBuf::from("/etc/passwd"),
                 format!(
-                    "root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                    "root:x:0:0:root:/root:/usr/sbin/nologin\n{SANDBOX_USER}:x:{id}:{id}::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
                 ),
             ),
             (
                 PathBuf::from("/etc/group"),
-                format!("root:x:0:\nsbx_user1051:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"),
+                format!("root:x:0:\n{SANDBOX_USER}:x:{id}:\nnogroup:x:65534:\n"),
             ),
             (PathBuf::from("/etc/hostname"), format!("{HOSTNAME}\n")),
         ];
@@ -312,8 +318,8 @@ impl SandboxPlan {
             own_network: !input.egress,
             runtime_api_port: if input.egress { 0 } else { RUNTIME_API_PORT },
             cgroup_procs: input.cgroup_procs.clone(),
-            uid: SANDBOX_UID,
-            gid: SANDBOX_GID,
+            uid: input.uid,
+            gid: input.uid,
             rlimits: vec![Rlimit::NoFile(NOFILE_LIMIT), Rlimit::Core(0)],
             argv,
             env: input.env.clone(),
@@ -408,6 +414,7 @@ mod tests {
             env: vec![("_HANDLER".into(), "app.handler".into())],
             python: Path::new("/usr/bin/python3"),
             node: None,
+            uid: 200_017,
         }
     }
 
@@ -456,7 +463,8 @@ mod tests {
         assert!(plan.mounts.contains(&Mount::Tmpfs {
             target: "/tmp".into(),
             size_bytes: 1024 * 1024 * 1024,
-            mode: 0o1777
+            mode: 0o1777,
+            owner: Some((200_017, 200_017)),
         }));
         assert!(plan.own_network);
         assert_eq!(plan.runtime_api_port, RUNTIME_API_PORT);
@@ -464,7 +472,20 @@ mod tests {
             plan.argv,
             ["/usr/bin/python3", "/var/runtime/python/bootstrap.py"]
         );
-        assert_eq!((plan.uid, plan.gid), (SANDBOX_UID, SANDBOX_GID));
+        assert_eq!((plan.uid, plan.gid), (200_017, 200_017));
+        let file = |name: &str| {
+            plan.files
+                .iter()
+                .find(|(p, _)| p == Path::new(name))
+                .map(|(_, c)| c.clone())
+                .expect("written")
+        };
+        assert!(
+            file("/etc/passwd").contains("\nsbx_user1051:x:200017:200017::/tmp:"),
+            "{}",
+            file("/etc/passwd")
+        );
+        assert!(file("/etc/group").contains("\nsbx_user1051:x:200017:\n"));
     }
 
     #[test]

@@ -51,6 +51,15 @@ pub struct ServeArgs {
     /// How many process sandboxes may exist at once, busy or idle.
     #[arg(long, default_value_t = DEFAULT_MAX_SANDBOXES)]
     max_sandboxes: usize,
+    /// First uid (and gid) of the range lambent reserves for sandboxes: each sandbox runs as its
+    /// own id from BASE to BASE+65535, never shared by two live sandboxes. Keep the range free
+    /// of other users on the host; at least 65536.
+    #[arg(long, default_value_t = lambent_control::DEFAULT_UID_BASE)]
+    sandbox_uid_base: u32,
+    /// Do not freeze idle sandboxes between calls (by default they are frozen with the cgroup
+    /// freezer, as Lambda does, so their background work stops while they idle).
+    #[arg(long)]
+    no_freeze_idle: bool,
     /// MB of memory that instances may reserve together (each reserves its memory limit while
     /// it exists: a sandbox while it lives, a wasm instance while it serves calls). When it is
     /// taken, idle instances are stopped least recently used first, then calls get 429.
@@ -342,6 +351,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .context("--keep-alive must be a non-negative number of seconds")?,
             adaptive_keep_alive: args.keep_alive_policy == "adaptive",
             max_sandboxes: args.max_sandboxes,
+            sandbox_uid_base: args.sandbox_uid_base,
+            freeze_idle: !args.no_freeze_idle,
             memory_budget_mb: match args.memory_budget_mb {
                 Some(mb) => mb,
                 None => host_memory_mb()
