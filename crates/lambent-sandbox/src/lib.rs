@@ -9,6 +9,8 @@
 //! - [`package`] checks and unpacks code zips.
 //! - [`plan`] decides what a sandbox looks like; [`helper`] builds it (namespaces, mounts,
 //!   pivot_root, rlimits, capabilities, uid, `no_new_privs`, seccomp) in a separate process.
+//! - [`network`] gives every sandbox its own network namespace, and egress sandboxes a veth link
+//!   to the host with NAT that reaches the outside but not the host or other sandboxes.
 //! - [`cgroup`] applies memory, pids and CPU limits through cgroup v2 or v1, behind the [`os::Os`]
 //!   boundary so the logic is tested without root.
 //! - [`runtime_api`] serves the Runtime API inside each sandbox.
@@ -21,6 +23,7 @@
 pub mod cgroup;
 pub mod helper;
 mod instance;
+pub mod network;
 pub mod os;
 pub mod package;
 pub mod plan;
@@ -129,7 +132,8 @@ pub struct FunctionSpec {
     pub init_timeout: Duration,
     /// Size of `/tmp` in MB.
     pub ephemeral_storage_mb: u32,
-    /// Whether the sandbox shares the host's network.
+    /// Whether the sandbox reaches the outside (through its own link to the host, with NAT); else
+    /// its network namespace has loopback only.
     pub egress: bool,
     /// The complete environment of the runtime.
     pub environment: Vec<(String, String)>,
@@ -336,6 +340,9 @@ struct Inner {
     starting: tokio::sync::Semaphore,
     /// Sandboxes whose cgroup is not removed yet.
     cgroups_alive: Arc<AtomicUsize>,
+    /// The host's side of network egress (its rules are installed before the first egress
+    /// sandbox).
+    egress: Arc<network::EgressNet>,
     reaper_running: AtomicBool,
     /// Set at shutdown: nothing starts any more.
     stopped: AtomicBool,
@@ -414,6 +421,9 @@ impl ProcessExecutor {
         let python = find_program(&["/usr/bin/python3", "/usr/local/bin/python3"])
             .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
         let node = find_program(&["/usr/bin/node", "/usr/local/bin/node"]);
+        if let Some(e) = network::EgressNet::tools_missing() {
+            tracing::warn!("sandboxes: egress functions cannot start: {e}");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -432,6 +442,7 @@ impl ProcessExecutor {
                 evicted: AtomicU64::new(0),
                 starting: tokio::sync::Semaphore::new(concurrent_starts()),
                 cgroups_alive: Arc::default(),
+                egress: Arc::new(network::EgressNet::new()),
                 stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
@@ -591,6 +602,9 @@ impl ProcessExecutor {
             .await
             .unwrap_or(1);
             if left == 0 {
+                // The sandboxes are gone, and with them the last use of the egress rules.
+                let egress = self.inner.egress.clone();
+                let _ = tokio::task::spawn_blocking(move || egress.uninstall()).await;
                 return true;
             }
             if Instant::now() >= deadline {
@@ -912,6 +926,7 @@ impl ProcessExecutor {
             python: &self.inner.python,
             node: self.inner.node.as_deref(),
             cgroups_alive: self.inner.cgroups_alive.clone(),
+            egress: self.inner.egress.clone(),
         }
     }
 
