@@ -27,6 +27,15 @@ if ! command -v node >/dev/null 2>&1 || [[ ! -x /usr/bin/node ]]; then
     log "installing Node.js (Debian)"
     apt-get update -qq && apt-get install -y -qq nodejs >/dev/null
 fi
+# Egress sandboxes are linked to the host through nftables NAT (`nft`) and iproute2 (`ip`).
+if ! command -v nft >/dev/null 2>&1; then
+    log "installing nftables (Debian)"
+    apt-get update -qq && apt-get install -y -qq nftables >/dev/null
+fi
+if ! command -v ip >/dev/null 2>&1; then
+    log "installing iproute2 (Debian)"
+    apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
+fi
 ric=target/fixtures/awslambdaric
 if [[ ! -d $ric/awslambdaric ]]; then
     host_py=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')

@@ -7,8 +7,9 @@
 //!
 //! 0. closes every descriptor but those three (lambent may have inherited some without
 //!    close-on-exec from whoever started it);
-//! 1. unshares the mount, pid, ipc, uts (and, without egress, network) namespaces, joins the
-//!    sandbox's cgroup and makes it the root of a new cgroup namespace;
+//! 1. unshares the mount, pid, ipc, uts and network namespaces, joins the sandbox's cgroup and
+//!    makes it the root of a new cgroup namespace (an egress sandbox's network namespace comes
+//!    first and is linked to the host before the rest, see [`crate::network`]);
 //! 2. forks the sandbox's init (pid 1 of the new pid namespace), which builds the root file system
 //!    (a tmpfs with read-only binds of the system directories and the code, a fresh `/proc` with
 //!    the plan's masks, `/dev` and `/tmp`), brings up loopback, opens the Runtime API's listening
@@ -26,7 +27,8 @@
 )]
 
 use std::ffi::CString;
-use std::io::{IoSlice, Read};
+use std::io::{IoSlice, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -40,8 +42,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, setgroups, setresgid, setresuid};
 use seccompiler::BpfProgram;
 
+use crate::network::{self, LinkAddresses};
 use crate::plan::{
-    HOSTNAME, Mount, PROC_MASK_TMPFS_BYTES, ProcMask, ROOT_TMPFS_BYTES, Rlimit, SandboxPlan,
+    EgressPlan, HOSTNAME, Mount, PROC_MASK_TMPFS_BYTES, ProcMask, ROOT_TMPFS_BYTES, Rlimit,
+    SandboxPlan,
 };
 use crate::seccomp::seccomp_filters;
 
@@ -64,6 +68,12 @@ const PROC_OPTIONS: &str = "hidepid=2";
 /// Message tags on the control socket, helper to lambent.
 pub(crate) const TAG_READY: u8 = b'R';
 pub(crate) const TAG_ERROR: u8 = b'E';
+/// Helper to lambent: the egress sandbox's network namespace exists, link it to the host.
+pub(crate) const TAG_NETNS: u8 = b'N';
+/// Lambent to helper: the link is made; its addresses follow.
+pub(crate) const TAG_GO: u8 = b'G';
+/// Length of the [`TAG_GO`] message.
+pub(crate) const GO_LEN: usize = 9;
 
 /// The helper's entry point: call it from `main` before anything else when the first argument is
 /// [`HELPER_ARG`]. It never returns.
@@ -121,8 +131,17 @@ fn run_helper(control: &UnixStream) -> Result<i32, String> {
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS;
-    if plan.own_network {
-        flags |= CloneFlags::CLONE_NEWNET;
+    match &plan.egress {
+        // Every sandbox has its own network namespace. An egress sandbox's comes first, alone:
+        // lambent links it to the host, and its end is configured (by `ip`, a child that must
+        // not become pid 1 of the sandbox's pid namespace) before anything else is built.
+        Some(egress) => {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
+                format!("cannot create the network namespace (lambent must run as root): {e}")
+            })?;
+            join_egress_link(control, egress)?;
+        }
+        None => flags |= CloneFlags::CLONE_NEWNET,
     }
     unshare(flags)
         .map_err(|e| format!("cannot create namespaces (lambent must run as root): {e}"))?;
@@ -149,6 +168,55 @@ fn run_helper(control: &UnixStream) -> Result<i32, String> {
         }
         ForkResult::Parent { child } => Ok(supervise(control, child)),
     }
+}
+
+/// In the egress sandbox's fresh network namespace: disables IPv6, asks lambent for the link to
+/// the host ([`TAG_NETNS`]), waits for its addresses ([`TAG_GO`]) and configures the sandbox's end
+/// with a default route via the host's.
+fn join_egress_link(mut control: &UnixStream, egress: &EgressPlan) -> Result<(), String> {
+    for conf in ["all", "default"] {
+        // Per network namespace: the writer's.
+        let knob = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+        match std::fs::write(&knob, "1") {
+            // A kernel without IPv6 has nothing to disable.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot disable IPv6 in the sandbox: {e}"));
+            }
+            _ => {}
+        }
+    }
+    control
+        .write_all(&[TAG_NETNS])
+        .map_err(|e| format!("cannot ask lambent for the sandbox's network link: {e}"))?;
+    let mut go = [0u8; GO_LEN];
+    control
+        .read_exact(&mut go)
+        .map_err(|e| format!("lambent did not link the sandbox's network: {e}"))?;
+    let addrs = parse_go(&go).ok_or("lambent sent an unexpected message instead of the link")?;
+    network::run_tool(
+        &egress.ip,
+        &["-batch", "-"],
+        &network::sandbox_link_commands(addrs),
+    )
+    .map_err(|e| format!("cannot configure the sandbox's network link: {e}"))?;
+    Ok(())
+}
+
+/// The [`TAG_GO`] message: the tag, the sandbox's address and the host's (the gateway).
+pub(crate) fn go_message(addrs: LinkAddresses) -> [u8; GO_LEN] {
+    let mut go = [0u8; GO_LEN];
+    go[0] = TAG_GO;
+    go[1..5].copy_from_slice(&addrs.sandbox.octets());
+    go[5..9].copy_from_slice(&addrs.host.octets());
+    go
+}
+
+fn parse_go(go: &[u8; GO_LEN]) -> Option<LinkAddresses> {
+    let [tag, s0, s1, s2, s3, h0, h1, h2, h3] = *go;
+    (tag == TAG_GO).then(|| LinkAddresses {
+        sandbox: Ipv4Addr::new(s0, s1, s2, s3),
+        host: Ipv4Addr::new(h0, h1, h2, h3),
+    })
 }
 
 /// Waits for init to exit or for lambent to close the control socket, whichever comes first.
@@ -210,9 +278,7 @@ fn run_init(control: &UnixStream, plan: &SandboxPlan) -> Result<i32, String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
     build_root(plan)?;
-    if plan.own_network {
-        loopback_up()?;
-    }
+    loopback_up()?;
     let listener = std::net::TcpListener::bind(("127.0.0.1", plan.runtime_api_port))
         .map_err(|e| format!("cannot open the Runtime API socket: {e}"))?;
     let port = listener
@@ -641,6 +707,25 @@ fn drop_remaining_capabilities() -> Result<(), String> {
     Ok(())
 }
 
+/// Waits for an egress sandbox's helper to ask for its network link ([`TAG_NETNS`]), or for its
+/// error message.
+pub(crate) fn receive_netns_request(mut control: &UnixStream) -> Result<(), String> {
+    let mut buf = [0u8; 4096];
+    let n = control.read(&mut buf).map_err(|e| match e.kind() {
+        // The control socket's read timeout passed.
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "the sandbox helper did not create the sandbox's network namespace in time (the host may be overloaded)".to_owned()
+        }
+        _ => format!("cannot hear from the sandbox helper: {e}"),
+    })?;
+    match buf.get(..n) {
+        Some([TAG_NETNS]) => Ok(()),
+        Some([TAG_ERROR, message @ ..]) => Err(String::from_utf8_lossy(message).into_owned()),
+        Some([]) | None => Err("the sandbox helper exited before the sandbox was ready".into()),
+        Some(_) => Err("the sandbox helper sent an unexpected message".into()),
+    }
+}
+
 /// Receives the helper's answer on the control socket: the Runtime API's listening socket and
 /// port, or the helper's error message.
 pub(crate) fn receive_ready(control: BorrowedFd<'_>) -> Result<(OwnedFd, u16), String> {
@@ -687,6 +772,15 @@ pub(crate) fn receive_ready(control: BorrowedFd<'_>) -> Result<(OwnedFd, u16), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_go_message_carries_both_ends_of_the_link() {
+        let addrs = LinkAddresses::of(7);
+        assert_eq!(parse_go(&go_message(addrs)), Some(addrs));
+        let mut wrong = go_message(addrs);
+        wrong[0] = b'X';
+        assert_eq!(parse_go(&wrong), None);
+    }
 
     #[test]
     fn paths_map_under_the_new_root() {

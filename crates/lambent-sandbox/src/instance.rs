@@ -17,10 +17,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::cgroup::{CgroupDriver, CgroupError, CgroupLimits, SandboxCgroup};
-use crate::helper::{HELPER_ARG, HELPER_ARGV0, SETUP_FAILED, receive_ready};
+use crate::helper::{
+    HELPER_ARG, HELPER_ARGV0, SETUP_FAILED, go_message, receive_netns_request, receive_ready,
+};
 use crate::identity::{IdentityPool, SandboxIdentity};
+use crate::network::{EgressNet, LinkLease};
 use crate::os::Os;
-use crate::plan::{HostFs, PlanInput, SandboxPlan};
+use crate::plan::{EgressPlan, HostFs, PlanInput, SandboxPlan};
 use crate::runtime_api::{FunctionError, Invocation, Readiness, Reply, RuntimeApi};
 use crate::{FunctionSpec, InvokeInput};
 
@@ -166,6 +169,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) node: Option<&'a Path>,
     /// Sandboxes whose cgroup is not removed yet.
     pub(crate) cgroups_alive: Arc<AtomicUsize>,
+    /// The host's side of network egress.
+    pub(crate) egress: Arc<EgressNet>,
     /// Where each sandbox's uid and gid come from.
     pub(crate) identities: Arc<IdentityPool>,
 }
@@ -206,6 +211,16 @@ impl Instance {
             )
         })?;
         let uid = identity.uid();
+        let egress = if spec.egress {
+            let net = launch.egress.clone();
+            let ip = tokio::task::spawn_blocking(move || net.prepare())
+                .await
+                .map_err(|e| (InstanceError::Setup(e.to_string()), String::new()))?
+                .map_err(|e| (InstanceError::Setup(e.to_string()), String::new()))?;
+            Some(EgressPlan { ip })
+        } else {
+            None
+        };
         let cgroup = {
             let os = launch.os.clone();
             let driver = launch.cgroups.clone();
@@ -223,7 +238,7 @@ impl Instance {
                 runtime_dir: launch.runtime_dir,
                 root_dir: launch.root_dir,
                 ephemeral_storage_mb: spec.ephemeral_storage_mb,
-                egress: spec.egress,
+                egress,
                 cgroup_procs: cgroup.procs_files(),
                 env: spec.environment.clone(),
                 python: launch.python,
@@ -232,8 +247,9 @@ impl Instance {
             },
             &HostFs,
         );
-        let spawned = spawn_helper(launch.helper, &plan).await;
-        let (mut child, control, listener, log_rx) = match spawned {
+        let link_net = plan.egress.is_some().then(|| launch.egress.clone());
+        let spawned = spawn_helper(launch.helper, &plan, link_net).await;
+        let (mut child, control, listener, log_rx, link) = match spawned {
             Ok(s) => s,
             Err(e) => {
                 release(identity, cgroup.remove(launch.os.as_ref()));
@@ -262,6 +278,8 @@ impl Instance {
                 // Read the OOM counter before the cgroup goes.
                 let oom = cgroup.oom_kills(os.as_ref()) > 0;
                 let _ = exit_tx.send(Some(Exit { status, oom }));
+                // The kernel removes the link with the sandbox's network namespace.
+                drop(link);
                 // Everything in the sandbox dies with init; the cgroup goes once it is empty,
                 // and only then may another sandbox have its uid.
                 let _ = tokio::task::spawn_blocking(move || {
@@ -473,10 +491,16 @@ type Spawned = (
     UnixStream,
     tokio::net::TcpListener,
     pipe::Receiver,
+    Option<LinkLease>,
 );
 
-/// Starts the helper with `plan` and waits for the Runtime API socket.
-async fn spawn_helper(helper: &Path, plan: &SandboxPlan) -> Result<Spawned, String> {
+/// Starts the helper with `plan`, links an egress sandbox's network to the host through `egress`
+/// when the helper asks, and waits for the Runtime API socket.
+async fn spawn_helper(
+    helper: &Path,
+    plan: &SandboxPlan,
+    egress: Option<Arc<EgressNet>>,
+) -> Result<Spawned, String> {
     let plan_json = serde_json::to_vec(plan).map_err(|e| format!("cannot encode the plan: {e}"))?;
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| format!("cannot create the control socket: {e}"))?;
@@ -501,6 +525,7 @@ async fn spawn_helper(helper: &Path, plan: &SandboxPlan) -> Result<Spawned, Stri
     drop(command);
     let log_rx = pipe::Receiver::from_owned_fd(log_r)
         .map_err(|e| format!("cannot watch the log pipe: {e}"))?;
+    let helper_pid = child.id();
     let handshake = tokio::task::spawn_blocking(move || {
         let mut ours = ours;
         ours.set_read_timeout(Some(SETUP_TIMEOUT))
@@ -509,13 +534,27 @@ async fn spawn_helper(helper: &Path, plan: &SandboxPlan) -> Result<Spawned, Stri
         ours.write_all(&len.to_le_bytes())
             .and_then(|()| ours.write_all(&plan_json))
             .map_err(|e| format!("cannot send the plan to the sandbox helper: {e}"))?;
+        let link = match (egress, helper_pid) {
+            (Some(net), Some(pid)) => {
+                receive_netns_request(&ours)?;
+                let link = net.attach(pid).map_err(|e| e.to_string())?;
+                ours.write_all(&go_message(link.addrs)).map_err(|e| {
+                    format!("cannot send the network link to the sandbox helper: {e}")
+                })?;
+                Some(link)
+            }
+            (Some(_), None) => {
+                return Err("the sandbox helper exited before the sandbox was ready".to_owned());
+            }
+            (None, _) => None,
+        };
         let (fd, port) = receive_ready(ours.as_fd())?;
-        Ok::<_, String>((ours, fd, port))
+        Ok::<_, String>((ours, fd, port, link))
     })
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
-    let (ours, listener, port) = match handshake {
+    let (ours, listener, port, link) = match handshake {
         Ok(h) => h,
         Err(e) => {
             // The helper reported an error and exits, or it hangs: make sure it is gone.
@@ -530,5 +569,5 @@ async fn spawn_helper(helper: &Path, plan: &SandboxPlan) -> Result<Spawned, Stri
     let listener = tokio::net::TcpListener::from_std(std_listener)
         .map_err(|e| format!("cannot use the Runtime API socket: {e}"))?;
     tracing::trace!(port, "sandbox ready for its runtime");
-    Ok((child, ours, listener, log_rx))
+    Ok((child, ours, listener, log_rx, link))
 }

@@ -10,6 +10,8 @@
 //! - [`plan`] decides what a sandbox looks like; [`helper`] builds it (namespaces, mounts,
 //!   pivot_root, rlimits, capabilities, uid, `no_new_privs`, seccomp) in a separate process;
 //!   [`seccomp`] holds the system-call allow list.
+//! - [`network`] gives every sandbox its own network namespace, and egress sandboxes a veth link
+//!   to the host with NAT that reaches the outside but not the host or other sandboxes.
 //! - [`cgroup`] applies memory, pids and CPU limits through cgroup v2 or v1, behind the [`os::Os`]
 //!   boundary so the logic is tested without root.
 //! - [`runtime_api`] serves the Runtime API inside each sandbox.
@@ -24,6 +26,7 @@ pub mod cgroup;
 pub mod helper;
 pub mod identity;
 mod instance;
+pub mod network;
 pub mod os;
 pub mod package;
 pub mod plan;
@@ -143,7 +146,8 @@ pub struct FunctionSpec {
     pub init_timeout: Duration,
     /// Size of `/tmp` in MB.
     pub ephemeral_storage_mb: u32,
-    /// Whether the sandbox shares the host's network.
+    /// Whether the sandbox reaches the outside (through its own link to the host, with NAT); else
+    /// its network namespace has loopback only.
     pub egress: bool,
     /// The complete environment of the runtime.
     pub environment: Vec<(String, String)>,
@@ -354,6 +358,9 @@ struct Inner {
     identities: Arc<identity::IdentityPool>,
     /// Whether idle instances are frozen.
     freeze_idle: bool,
+    /// The host's side of network egress (its rules are installed before the first egress
+    /// sandbox).
+    egress: Arc<network::EgressNet>,
     reaper_running: AtomicBool,
     /// Set at shutdown: nothing starts any more.
     stopped: AtomicBool,
@@ -461,6 +468,9 @@ impl ProcessExecutor {
         } else {
             true
         };
+        if let Some(e) = network::EgressNet::tools_missing() {
+            tracing::warn!("sandboxes: egress functions cannot start: {e}");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -481,6 +491,7 @@ impl ProcessExecutor {
                 cgroups_alive: Arc::default(),
                 identities,
                 freeze_idle,
+                egress: Arc::new(network::EgressNet::new()),
                 stopped: AtomicBool::new(false),
                 reaper_running: AtomicBool::new(false),
             }),
@@ -640,6 +651,9 @@ impl ProcessExecutor {
             .await
             .unwrap_or(1);
             if left == 0 {
+                // The sandboxes are gone, and with them the last use of the egress rules.
+                let egress = self.inner.egress.clone();
+                let _ = tokio::task::spawn_blocking(move || egress.uninstall()).await;
                 return true;
             }
             if Instant::now() >= deadline {
@@ -972,6 +986,7 @@ impl ProcessExecutor {
             node: self.inner.node.as_deref(),
             cgroups_alive: self.inner.cgroups_alive.clone(),
             identities: self.inner.identities.clone(),
+            egress: self.inner.egress.clone(),
         }
     }
 

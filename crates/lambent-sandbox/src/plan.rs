@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The name of the user (and group) functions run as, Lambda's; its uid and gid are the
 /// sandbox's own (see [`crate::identity`]).
 pub const SANDBOX_USER: &str = "sbx_user1051";
-/// Port of the Runtime API inside a sandbox with its own network namespace (Lambda's).
+/// Port of the Runtime API inside every sandbox's own network namespace (Lambda's).
 pub const RUNTIME_API_PORT: u16 = 9001;
 /// Open files per sandbox process (Lambda's 1024).
 pub const NOFILE_LIMIT: u64 = 1024;
@@ -162,9 +162,10 @@ pub struct SandboxPlan {
     pub files: Vec<(PathBuf, String)>,
     /// What is hidden in the sandbox's `/proc`.
     pub proc_masks: Vec<ProcMask>,
-    /// Whether the sandbox gets its own network namespace (loopback only).
-    pub own_network: bool,
-    /// Port the Runtime API listens on inside the sandbox (0: any free port).
+    /// Every sandbox has its own network namespace, with loopback only unless this is set: then
+    /// lambent adds a link to the host (see [`crate::network`]) before the sandbox is built.
+    pub egress: Option<EgressPlan>,
+    /// Port the Runtime API listens on inside the sandbox.
     pub runtime_api_port: u16,
     /// `cgroup.procs` files the sandbox joins before anything runs.
     pub cgroup_procs: Vec<PathBuf>,
@@ -182,6 +183,14 @@ pub struct SandboxPlan {
     pub cwd: PathBuf,
 }
 
+/// What an egress sandbox's helper needs to configure its end of the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressPlan {
+    /// The `ip` program (iproute2) on the host, run inside the sandbox's namespace before the
+    /// root is built.
+    pub ip: PathBuf,
+}
+
 /// What the plan is built from.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
@@ -195,8 +204,8 @@ pub struct PlanInput<'a> {
     pub root_dir: &'a Path,
     /// Size of `/tmp` in MB.
     pub ephemeral_storage_mb: u32,
-    /// Network egress.
-    pub egress: bool,
+    /// Network egress (a link to the host with NAT), or loopback only.
+    pub egress: Option<EgressPlan>,
     /// The cgroup to join.
     pub cgroup_procs: Vec<PathBuf>,
     /// The environment (AWS's variables and the function's own).
@@ -315,8 +324,8 @@ impl SandboxPlan {
             symlinks,
             files,
             proc_masks: proc_masks(),
-            own_network: !input.egress,
-            runtime_api_port: if input.egress { 0 } else { RUNTIME_API_PORT },
+            egress: input.egress.clone(),
+            runtime_api_port: RUNTIME_API_PORT,
             cgroup_procs: input.cgroup_procs.clone(),
             uid: input.uid,
             gid: input.uid,
@@ -403,6 +412,9 @@ mod tests {
     }
 
     fn input<'a>(family: RuntimeFamily, egress: bool) -> PlanInput<'a> {
+        let egress = egress.then(|| EgressPlan {
+            ip: "/usr/sbin/ip".into(),
+        });
         PlanInput {
             family,
             code_dir: Path::new("/data/packages/abc"),
@@ -466,7 +478,7 @@ mod tests {
             mode: 0o1777,
             owner: Some((200_017, 200_017)),
         }));
-        assert!(plan.own_network);
+        assert_eq!(plan.egress, None);
         assert_eq!(plan.runtime_api_port, RUNTIME_API_PORT);
         assert_eq!(
             plan.argv,
@@ -533,10 +545,15 @@ mod tests {
     }
 
     #[test]
-    fn egress_shares_the_host_network_with_a_free_port() {
+    fn egress_sandboxes_keep_their_runtime_api_in_their_own_namespace() {
         let plan = SandboxPlan::build(&input(RuntimeFamily::Provided, true), &debian_like());
-        assert!(!plan.own_network);
-        assert_eq!(plan.runtime_api_port, 0);
+        assert_eq!(
+            plan.egress,
+            Some(EgressPlan {
+                ip: "/usr/sbin/ip".into()
+            })
+        );
+        assert_eq!(plan.runtime_api_port, RUNTIME_API_PORT);
         assert_eq!(plan.argv, ["/var/task/bootstrap"]);
         let json = serde_json::to_string(&plan).expect("serialises");
         let back: SandboxPlan = serde_json::from_str(&json).expect("parses");

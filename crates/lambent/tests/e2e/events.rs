@@ -3,7 +3,8 @@
 //! triggers with partial batch failures, and bad input.
 //!
 //! The functions here are real Python functions in sandboxes with network egress; each call
-//! reports its request id (the event id) to a sink the test runs, which appends it to a file.
+//! reports its request id (the event id) to a sink the test runs (in an "outside" network
+//! namespace: egress sandboxes reach nothing on the host itself), which appends it to a file.
 //! That file, not lambent's own bookkeeping, is what the durability tests check.
 
 use std::collections::{HashMap, HashSet};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, expect_error, get_json, post_json};
+use crate::harness::{Outside, Server, client, expect_error, get_json, post_json};
 
 /// Events in each durability test.
 const EVENTS: usize = 10_000;
@@ -29,6 +30,7 @@ const PRODUCERS: usize = 64;
 /// An HTTP server the functions report to: `POST /{id}` appends `id` to a file and answers 200,
 /// or 500 for the first `fail_first` calls of each id.
 struct Sink {
+    outside: Outside,
     port: u16,
     calls: Arc<Mutex<HashMap<String, u32>>>,
     successes: Arc<Mutex<HashSet<String>>>,
@@ -39,7 +41,8 @@ struct Sink {
 
 impl Sink {
     fn start(fail_first: u32) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let outside = Outside::create();
+        let listener: TcpListener = outside.listen();
         let port = listener.local_addr().expect("addr").port();
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("ids.txt");
@@ -66,6 +69,7 @@ impl Sink {
             });
         }
         Sink {
+            outside,
             port,
             calls,
             successes,
@@ -76,7 +80,7 @@ impl Sink {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.outside.addr, self.port)
     }
 
     /// Ids written to the file (each line is one successful call).

@@ -272,3 +272,115 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> S
     assert!(!message.is_empty());
     message
 }
+
+/// "The outside" for egress functions: a network namespace of its own (`lmbtest-<n>`) with a
+/// veth link to the host, in 198.18.0.0/15 (the benchmarking range, routed nowhere else), and
+/// a route to it from the host. Servers the test runs in it are reached by egress sandboxes as
+/// the internet would be: through lambent's NAT. Removed when dropped.
+pub struct Outside {
+    /// The namespace's name (under /run/netns).
+    pub ns: String,
+    /// The host's end of the link.
+    pub host_addr: std::net::Ipv4Addr,
+    /// The namespace's end, where its servers listen.
+    pub addr: std::net::Ipv4Addr,
+}
+
+/// Runs `ip args`; its stderr on failure.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Outside {
+    /// Creates the namespace and its link (a random /30, tried again if taken).
+    pub fn create() -> Outside {
+        use std::hash::{BuildHasher, Hasher};
+        for _ in 0..16 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            // 2^15 /30 links in 198.18.0.0/15.
+            let n = (h.finish() % (1 << 15)) as u32;
+            let base = u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + n * 4;
+            let outside = Outside {
+                ns: format!("lmbtest-{n}"),
+                host_addr: (base + 1).into(),
+                addr: (base + 2).into(),
+            };
+            // Not `lmb...`: lambent's rules treat those as sandboxes.
+            let host_iface = format!("lbt{n}");
+            if ip(&["netns", "add", &outside.ns]).is_err() {
+                continue;
+            }
+            if ip(&[
+                "link",
+                "add",
+                &host_iface,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &outside.ns,
+            ])
+            .is_err()
+            {
+                let _ = ip(&["netns", "del", &outside.ns]);
+                continue;
+            }
+            let host_cidr = format!("{}/30", outside.host_addr);
+            let cidr = format!("{}/30", outside.addr);
+            let host_addr = outside.host_addr.to_string();
+            for args in [
+                vec!["addr", "add", &host_cidr, "dev", &host_iface],
+                vec!["link", "set", &host_iface, "up"],
+                vec!["-n", &outside.ns, "addr", "add", &cidr, "dev", "eth0"],
+                vec!["-n", &outside.ns, "link", "set", "eth0", "up"],
+                vec!["-n", &outside.ns, "link", "set", "lo", "up"],
+                vec![
+                    "-n",
+                    &outside.ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &host_addr,
+                ],
+            ] {
+                ip(&args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+            }
+            return outside;
+        }
+        panic!("cannot create an outside network namespace");
+    }
+
+    /// A TCP listener on the namespace's address (any free port).
+    pub fn listen(&self) -> std::net::TcpListener {
+        let path = format!("/run/netns/{}", self.ns);
+        let addr = self.addr;
+        // A socket stays in the namespace it was made in; only this short-lived thread enters it.
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open the outside namespace");
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("enter the outside namespace");
+            std::net::TcpListener::bind((addr, 0)).expect("listen in the outside namespace")
+        })
+        .join()
+        .expect("listener thread")
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // The link goes with the namespace.
+        let _ = ip(&["netns", "del", &self.ns]);
+    }
+}
