@@ -153,11 +153,13 @@ def main():
         flood_lat, flood_peak, flood_fds = probe(base, pid, until=done)
         v.join()
         report = None
+        if outcome.get("status") == 200:
+            report = json.loads(outcome["body"])
         logs = json.loads(urllib.request.urlopen(urllib.request.Request(
             base + "/v1/functions/flooder/logs", headers={"Authorization": BEARER})).read())
         for inv in logs.get("invocations", []):
             for line in (inv.get("logs") or "").splitlines():
-                if line.startswith("FLOOD "):
+                if line.startswith("FLOOD ") and report is None:
                     report = json.loads(line[6:])
     finally:
         proc.terminate()
