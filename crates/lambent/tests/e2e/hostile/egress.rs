@@ -93,7 +93,8 @@ def open_loopback_ports(skip):
             continue
         s = socket.socket()
         try:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            # A connect to the port the kernel picked as its own source is a self-connection.
+            if s.connect_ex(("127.0.0.1", port)) == 0 and s.getsockname() != s.getpeername():
                 found.append(port)
         finally:
             s.close()
