@@ -100,7 +100,14 @@ impl Server {
     }
 
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_via(Command::new(BIN), data_dir, extra).await
+    }
+
+    /// Starts the server with `command`, which must end up exec'ing lambent with the arguments
+    /// added to it (`Command::new(BIN)`, or a launcher that takes the program and its arguments and
+    /// sets up descriptors or variables first). The harness adds the serve arguments and the key.
+    pub async fn start_via(mut command: Command, data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
@@ -143,6 +150,11 @@ impl Server {
             assert!(Instant::now() < deadline, "server never became healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn url(&self, path: &str) -> String {

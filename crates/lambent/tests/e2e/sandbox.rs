@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::harness::{Server, expect_error};
 
 /// Writes `files` (path, contents, executable) into a fresh directory.
-fn function_dir(files: &[(&str, &str, bool)]) -> tempfile::TempDir {
+pub(crate) fn function_dir(files: &[(&str, &str, bool)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (path, contents, exec) in files {
         let p = dir.path().join(path);
@@ -24,7 +24,7 @@ fn function_dir(files: &[(&str, &str, bool)]) -> tempfile::TempDir {
     dir
 }
 
-fn deploy_dir(server: &Server, name: &str, dir: &Path, args: &[&str]) {
+pub(crate) fn deploy_dir(server: &Server, name: &str, dir: &Path, args: &[&str]) {
     let path = dir.to_str().expect("utf-8");
     let mut all = vec!["deploy", name, path];
     all.extend_from_slice(args);
@@ -32,21 +32,21 @@ fn deploy_dir(server: &Server, name: &str, dir: &Path, args: &[&str]) {
 }
 
 /// The answer of one native invoke.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let b64 = self.header("x-lambent-log-result");
         String::from_utf8(
             base64::engine::general_purpose::STANDARD
@@ -57,7 +57,7 @@ impl Answer {
     }
 }
 
-async fn call(server: &Server, name: &str, event: Value) -> Answer {
+pub(crate) async fn call(server: &Server, name: &str, event: Value) -> Answer {
     let resp = crate::harness::client()
         .post(server.url(&format!("/v1/functions/{name}/invoke")))
         .header("x-lambent-log-type", "Tail")
