@@ -637,12 +637,17 @@ async fn unauthenticated_uploads_are_not_buffered() {
     let under_upload_limit = 150 * 1024 * 1024;
     // (name, head, length, statuses accepted)
     let attacks: Vec<(&str, String, Option<u64>, &[u16])> = vec![
-        ("no credentials", request(String::new()), Some(big), &[403]),
+        (
+            "no credentials",
+            request(String::new()),
+            Some(big),
+            &[403][..],
+        ),
         (
             "no credentials, chunked",
             request(String::new()),
             None,
-            &[403],
+            &[403][..],
         ),
         (
             "bad bearer",
@@ -650,37 +655,37 @@ async fn unauthenticated_uploads_are_not_buffered() {
                 "authorization: Bearer {ACCESS_KEY_ID}:wrong-secret\r\n"
             )),
             Some(big),
-            &[403],
+            &[403][..],
         ),
         (
             "bad signature with a body hash",
             request(bad_signature(Signing::HashHeader)),
             Some(big),
-            &[403],
+            &[403][..],
         ),
         (
             "bad signature, body only, over the upload limit",
             request(bad_signature(Signing::BodyOnly)),
             Some(big),
-            &[413],
+            &[413][..],
         ),
         (
             "bad signature, body only, over the budget",
             request(bad_signature(Signing::BodyOnly)),
             Some(under_upload_limit),
-            &[503],
+            &[503][..],
         ),
         (
             "bad signature, body only, chunked",
             request(bad_signature(Signing::BodyOnly)),
             None,
-            &[503],
+            &[503][..],
         ),
         (
             "bad signature, body only, chunked (2)",
             request(bad_signature(Signing::BodyOnly)),
             None,
-            &[503],
+            &[503][..],
         ),
     ];
     let threads: Vec<_> = attacks
