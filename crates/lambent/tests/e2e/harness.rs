@@ -161,11 +161,6 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    /// The server process's id (for /proc/PID/...).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
