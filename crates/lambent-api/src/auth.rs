@@ -106,13 +106,13 @@ pub fn classify(method: &Method, route: Option<&str>) -> Action {
         "/v1/functions/{name}/events",
         "/2015-03-31/functions/{function}/invocations",
     ];
-    if route == "/v1/keys" || route.starts_with("/v1/keys/") {
+    let keys = route == "/v1/keys" || route.starts_with("/v1/keys/");
+    let debug_write = route.starts_with("/v1/debug/") && method != Method::GET;
+    let url = route.starts_with("/fn/");
+    let invoke = method == Method::POST && invoke_routes.contains(&route);
+    if keys || debug_write {
         Action::Admin
-    } else if route.starts_with("/v1/debug/") && method != Method::GET {
-        Action::Admin
-    } else if route.starts_with("/fn/") {
-        Action::Invoke
-    } else if method == Method::POST && invoke_routes.contains(&route) {
+    } else if url || invoke {
         Action::Invoke
     } else if method == Method::GET || method == Method::HEAD {
         Action::Read

@@ -33,6 +33,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// skip the freeze and the thaw (and the runtime is back asking for its next event by then);
 /// background work gets at most this long after a call.
 pub(crate) const FREEZE_AFTER_IDLE: Duration = Duration::from_millis(2);
+/// How long an idle instance's freeze waits for its runtime to ask for the next event.
+const PARK_WAIT: Duration = Duration::from_secs(1);
 
 /// Where an idle instance's freezing stands, shared with the task that freezes it.
 #[derive(Debug, Default)]
@@ -141,6 +143,8 @@ pub(crate) struct Instance {
     os: Arc<dyn Os>,
     queue: mpsc::Sender<Invocation>,
     readiness: watch::Receiver<Readiness>,
+    /// Whether the runtime waits in `GET /invocation/next`.
+    parked: watch::Receiver<bool>,
     exit: watch::Receiver<Option<Exit>>,
     pub(crate) logs: Arc<LogCapture>,
     server: JoinHandle<()>,
@@ -262,6 +266,7 @@ impl Instance {
             buf: Mutex::new(LogBuffer::default()),
         });
         let (api, queue, readiness) = RuntimeApi::new();
+        let parked = api.parked();
         let server = tokio::spawn(api.serve(listener));
         let log_reader = tokio::spawn(logs.clone().run());
         let (exit_tx, exit) = watch::channel(None);
@@ -300,6 +305,7 @@ impl Instance {
             os: launch.os,
             queue,
             readiness,
+            parked,
             exit,
             logs,
             server,
@@ -348,10 +354,16 @@ impl Instance {
         let generation = state.lock().generation;
         let cgroup = self.cgroup.clone();
         let os = self.os.clone();
+        let mut parked = self.parked.clone();
         tokio::spawn(async move {
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
             }
+            // As Lambda does, freeze once the runtime waits for its next event: frozen between
+            // its answer and that request, its keep-alive connection could idle past the Runtime
+            // API's timeout. A runtime that never asks is frozen anyway after a while, so that
+            // skipping the request buys no unbilled time.
+            let _ = tokio::time::timeout(PARK_WAIT, parked.wait_for(|p| *p)).await;
             if state.lock().generation != generation {
                 return;
             }

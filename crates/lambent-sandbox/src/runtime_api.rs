@@ -254,8 +254,20 @@ pub struct RuntimeApi {
     current: Mutex<Option<Current>>,
     queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     readiness: watch::Sender<Readiness>,
+    /// Whether the runtime is parked in `GET /invocation/next`, waiting for an event: the one
+    /// moment a sandbox may be frozen without a connection idling (and timing out) meanwhile.
+    parked: watch::Sender<bool>,
     /// An init error's body is being read.
     init_error_receiving: AtomicBool,
+}
+
+/// Clears [`RuntimeApi::parked`] when a `GET /invocation/next` ends, answered or dropped.
+struct Unpark<'a>(&'a watch::Sender<bool>);
+
+impl Drop for Unpark<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
 }
 
 impl std::fmt::Debug for RuntimeApi {
@@ -278,11 +290,17 @@ impl RuntimeApi {
                 current: Mutex::new(None),
                 queue: tokio::sync::Mutex::new(rx),
                 readiness,
+                parked: watch::channel(false).0,
                 init_error_receiving: AtomicBool::new(false),
             }),
             tx,
             ready_rx,
         )
+    }
+
+    /// A watch on whether the runtime is parked in `GET /invocation/next`.
+    pub fn parked(&self) -> watch::Receiver<bool> {
+        self.parked.subscribe()
     }
 
     /// Serves connections from `listener` with the default [`ServeLimits`] until the task is
@@ -384,7 +402,11 @@ impl RuntimeApi {
                 abandoned.request_id
             )));
         }
-        let invocation = self.queue.lock().await.recv().await;
+        let invocation = {
+            let _unpark = Unpark(&self.parked);
+            self.parked.send_replace(true);
+            self.queue.lock().await.recv().await
+        };
         let Some(inv) = invocation else {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
