@@ -213,6 +213,22 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Deploys `dir` as a Python function (`app.handler`) under `name`, with `extra` CLI flags.
+    pub fn deploy_python(&self, name: &str, dir: &Path, extra: &[&str]) {
+        let path = dir.to_str().expect("utf-8 path");
+        let mut args = vec![
+            "deploy",
+            name,
+            path,
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+        ];
+        args.extend_from_slice(extra);
+        self.cli_ok(&args);
+    }
+
     /// Deploys an example directory under `name`.
     pub fn deploy(&self, name: &str, example_dir: &str, extra: &[&str]) {
         let path = example(example_dir);

@@ -325,17 +325,7 @@ pub fn function_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 /// Deploys `dir` as a Python function with a public URL.
 pub fn deploy_public_python(server: &Server, name: &str, dir: &Path) {
-    let path = dir.to_str().expect("utf-8");
-    server.cli_ok(&[
-        "deploy",
-        name,
-        path,
-        "--runtime",
-        "python3.12",
-        "--handler",
-        "app.handler",
-        "--public",
-    ]);
+    server.deploy_python(name, dir, &["--public"]);
 }
 
 #[tokio::test]

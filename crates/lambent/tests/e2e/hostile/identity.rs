@@ -5,7 +5,6 @@
 //! so a function's background work stops when its call ends.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,19 +22,6 @@ fn function_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(path), contents).expect("write");
     }
     dir
-}
-
-fn deploy_python(server: &Server, name: &str, dir: &Path) {
-    let path = dir.to_str().expect("utf-8");
-    server.cli_ok(&[
-        "deploy",
-        name,
-        path,
-        "--runtime",
-        "python3.12",
-        "--handler",
-        "app.handler",
-    ]);
 }
 
 /// Invokes `name` with `event`; returns the status, whether it was a cold start, and the body.
@@ -145,8 +131,8 @@ print(json.dumps({
 async fn each_sandbox_is_its_own_user_so_one_cannot_signal_or_read_another() {
     let server = Server::start().await;
     let dir = function_dir(&[("app.py", PY_IDENTITY)]);
-    deploy_python(&server, "ida", dir.path());
-    deploy_python(&server, "idb", dir.path());
+    server.deploy_python("ida", dir.path(), &[]);
+    server.deploy_python("idb", dir.path(), &[]);
 
     // Three sandboxes live at once: two instances of the same function and one of another.
     let (a1, a2, b) = tokio::join!(
@@ -314,7 +300,7 @@ fn freezer_state(pid: i32) -> Option<String> {
 /// freezer state of its processes during the idle time.
 async fn background_progress_while_idle(server: &Server, idle: Duration) -> (usize, usize, String) {
     let dir = function_dir(&[("app.py", PY_BACKGROUND)]);
-    deploy_python(server, "bg", dir.path());
+    server.deploy_python("bg", dir.path(), &[]);
     let (status, _, first) = call(server, "bg", json!({})).await;
     assert_eq!(status, 200, "{first}");
     let idle_from = unix_now();

@@ -27,18 +27,7 @@ const FD_GROWTH_BOUND: usize = 64;
 fn deploy(server: &Server, name: &str, source: &str, extra: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("app.py"), source).expect("write app.py");
-    let path = dir.path().to_str().expect("utf-8 path");
-    let mut args = vec![
-        "deploy",
-        name,
-        path,
-        "--runtime",
-        "python3.12",
-        "--handler",
-        "app.handler",
-    ];
-    args.extend_from_slice(extra);
-    server.cli_ok(&args);
+    server.deploy_python(name, dir.path(), extra);
     dir
 }
 
