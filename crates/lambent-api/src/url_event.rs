@@ -539,7 +539,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
 
-    const CTX: EventContext<'static> = EventContext {
+    pub(super) const CTX: EventContext<'static> = EventContext {
         request_id: "req-1",
         account_id: "123456789012",
         url_id: "abcdefg",
@@ -942,14 +942,7 @@ mod properties {
 
     use super::*;
 
-    const CTX: EventContext<'static> = EventContext {
-        request_id: "req-1",
-        account_id: "123456789012",
-        url_id: "abcdefg",
-        domain_name: "abcdefg.lambda-url.local",
-        source_ip: "203.0.113.7",
-        time_epoch_ms: 1_795_885_559_123,
-    };
+    use super::tests::CTX;
 
     fn method() -> impl Strategy<Value = Method> {
         prop_oneof![

@@ -407,3 +407,14 @@ impl Drop for Outside {
         let _ = ip(&["netns", "del", &self.ns]);
     }
 }
+
+/// Resident memory (`VmRSS`, or `VmHWM`: its peak so far) of a process, in bytes.
+pub fn memory_of(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    kb * 1024
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambent_core::sigv4;
 use serde_json::{Value, json};
 
-use crate::harness::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, Server, client};
+use crate::harness::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, Server, client, memory_of};
 
 /// A key made through the API.
 struct Key {
@@ -513,17 +513,6 @@ async fn unknown_key_ids_and_wrong_secrets_look_the_same() {
             }
         }
     }
-}
-
-/// Resident memory (`VmRSS`, or `VmHWM`: its peak so far) of a process, in bytes.
-fn memory_of(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {status}"));
-    kb * 1024
 }
 
 /// What one attacker saw.

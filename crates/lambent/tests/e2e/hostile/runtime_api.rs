@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, expect_error};
+use crate::harness::{Server, client, expect_error, memory_of};
 
 const FLOOD_PY: &str = include_str!("runtime_api/flood.py");
 const ANSWERS_PY: &str = include_str!("runtime_api/answers.py");
@@ -40,41 +40,7 @@ async fn invoke(server: &Server, name: &str, event: &Value) -> reqwest::Response
         .expect("invoke")
 }
 
-/// The pid of the `lambent serve` that serves `server` (the one whose arguments name its data
-/// directory).
-fn server_pid(server: &Server) -> i32 {
-    let data_dir = server.data_dir.to_str().expect("utf-8 data dir");
-    for entry in std::fs::read_dir("/proc").expect("/proc") {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if args.contains(&b"serve".as_slice()) && args.contains(&data_dir.as_bytes()) {
-            return pid;
-        }
-    }
-    panic!("no lambent serve process for {data_dir}");
-}
-
-/// `VmRSS` of `pid`, in kB.
-fn rss_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-fn open_fds(pid: i32) -> usize {
+fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
         .count()
@@ -92,8 +58,8 @@ async fn a_function_flooding_its_runtime_api_cannot_starve_lambent_or_other_func
     );
     let warm = invoke(&server, "victim", &json!({"n": 0})).await;
     assert_eq!(warm.status(), 200);
-    let pid = server_pid(&server);
-    let idle_rss = rss_kb(pid);
+    let pid = server.pid();
+    let idle_rss = memory_of(pid, "VmRSS") / 1024;
     let idle_fds = open_fds(pid);
 
     // 3 holders x 900 held connections, and 200 uploads of ~5.9 MB each left hanging, for 8 s.
@@ -133,7 +99,7 @@ async fn a_function_flooding_its_runtime_api_cannot_starve_lambent_or_other_func
         assert_eq!(r.status(), 200, "another function during the flood");
         let body: Value = r.json().await.expect("json");
         assert_eq!(body["echo"]["n"], answered);
-        peak_rss = peak_rss.max(rss_kb(pid));
+        peak_rss = peak_rss.max(memory_of(pid, "VmRSS") / 1024);
         peak_fds = peak_fds.max(open_fds(pid));
     }
     let _ = flood.await.expect("flood task");
