@@ -20,7 +20,8 @@ use lambent_sandbox::{
 };
 use lambent_store::metadata::now_rfc3339;
 use lambent_store::{
-    CodeStore, CodeStoreError, MetadataError, MetadataStore, UsageGroupSums, UsageQuery,
+    CodeStore, CodeStoreError, MetadataError, MetadataStore, SqliteEventStore, UsageGroupSums,
+    UsageQuery,
 };
 use lambent_wasm::{
     BodyError, CodeError, Completion, EngineError, Failure, InvokeContext, InvokeError, OnComplete,
@@ -305,14 +306,19 @@ pub(crate) fn new_id() -> String {
 }
 
 impl Platform {
-    /// Opens the data directory and starts the executor.
-    pub fn open(config: &PlatformConfig) -> Result<Self, ControlError> {
+    /// Opens the data directory and starts the executor. This is the composition root: the one
+    /// place that picks the storage backends (SQLite files in the data directory) and hands them
+    /// to the services behind their traits.
+    pub async fn open(config: &PlatformConfig) -> Result<Self, ControlError> {
         crate::data_dir::secure(&config.data_dir).map_err(|source| CodeStoreError::Io {
             path: config.data_dir.clone(),
             source,
         })?;
         let metadata = Arc::new(MetadataStore::open(&config.data_dir.join("metadata.db"))?);
         let code = CodeStore::open(config.data_dir.join("code"))?;
+        let (event_store, recovered) =
+            SqliteEventStore::open(&config.data_dir.join("events.db"), now_ms())?;
+        let events = Events::new(Arc::new(event_store), recovered, config.events.clone()).await?;
         let engine = WasmEngine::new(&WasmEngineConfig {
             cache_dir: config.data_dir.join("artifacts"),
             max_instances: config.max_instances,
@@ -388,7 +394,7 @@ impl Platform {
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
-            events: Events::open(&config.data_dir.join("events.db"), config.events.clone())?,
+            events,
             recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
             metadata,
             code,

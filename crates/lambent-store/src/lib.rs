@@ -12,6 +12,6 @@ pub mod metadata;
 pub mod routing;
 
 pub use code::{CodeStore, CodeStoreError};
-pub use events::{EventStore, EventStoreError};
+pub use events::{EventStore, EventStoreError, SqliteEventStore};
 pub use metadata::{MetadataError, MetadataStore, UsageGroup, UsageGroupSums, UsageQuery};
 pub use routing::{AccessKeyRow, AccountUsage, ProvisionedScheduleRow};
