@@ -134,6 +134,9 @@ impl From<ControlError> for ApiError {
             ControlError::CodeTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "CodeTooLarge"),
             ControlError::Invoke(i) => invoke_status(i),
             ControlError::Conflict(_) => (StatusCode::CONFLICT, "ResourceConflict"),
+            ControlError::RevisionMismatch { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
+            }
             ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValue"),
             ControlError::Keys(lambent_control::auth::KeyError::NoSuchKey(_)) => {
                 (StatusCode::NOT_FOUND, "ResourceNotFound")
@@ -285,6 +288,10 @@ fn lambda_status(e: &ControlError) -> (StatusCode, &'static str) {
             (StatusCode::CONFLICT, "ResourceConflictException")
         }
         ControlError::Package(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+        ControlError::RevisionMismatch { .. } => (
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailedException",
+        ),
         ControlError::Keys(_)
         | ControlError::Events(_)
         | ControlError::Metadata(_)

@@ -154,8 +154,8 @@ pub async fn list(
         .transpose()
         .map_err(bad)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let events = p.events(function.as_ref(), state, limit)?;
-    let (waiting, running) = p.event_depth()?;
+    let events = p.events(function.as_ref(), state, limit).await?;
+    let (waiting, running) = p.event_depth().await?;
     Ok(Json(json!({
         "events": events.iter().map(event_json).collect::<Vec<_>>(),
         "waiting": waiting,
@@ -166,7 +166,7 @@ pub async fn list(
 
 /// `GET /v1/events/{id}`: one event's state, result or error.
 pub async fn get(State(p): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(event_json(&p.event(&id)?)).into_response())
+    Ok(Json(event_json(&p.event(&id).await?)).into_response())
 }
 
 // ----- event invoke configuration ---------------------------------------------------------
@@ -375,7 +375,7 @@ pub async fn patch_schedule(
 
 /// `GET /v1/schedules`.
 pub async fn list_schedules(State(p): State<AppState>) -> Result<Response, ApiError> {
-    let rows = p.schedules()?;
+    let rows = p.schedules().await?;
     Ok(
         Json(json!({ "schedules": rows.iter().map(schedule_json).collect::<Vec<_>>() }))
             .into_response(),
@@ -387,7 +387,7 @@ pub async fn get_schedule(
     State(p): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(schedule_json(&p.schedule(&schedule_name(&raw)?)?)).into_response())
+    Ok(Json(schedule_json(&p.schedule(&schedule_name(&raw)?).await?)).into_response())
 }
 
 /// `DELETE /v1/schedules/{name}`.
@@ -470,9 +470,10 @@ pub async fn create_queue(
 
 /// `GET /v1/queues`.
 pub async fn list_queues(State(p): State<AppState>) -> Result<Response, ApiError> {
-    let triggers = p.triggers()?;
+    let triggers = p.triggers().await?;
     let queues: Vec<Value> = p
-        .queues()?
+        .queues()
+        .await?
         .iter()
         .map(|(q, c)| queue_json(q, *c, triggers.iter().find(|t| t.queue == q.name)))
         .collect();
@@ -485,8 +486,8 @@ pub async fn get_queue(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let qname = queue_name(&raw)?;
-    let (q, c) = p.queue(&qname)?;
-    let trigger = p.trigger(&qname).ok();
+    let (q, c) = p.queue(&qname).await?;
+    let trigger = p.trigger(&qname).await.ok();
     Ok(Json(queue_json(&q, c, trigger.as_ref())).into_response())
 }
 
@@ -565,7 +566,9 @@ pub async fn list_messages(
     Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
     let qname = queue_name(&raw)?;
-    let messages = p.messages(&qname, q.limit.unwrap_or(100).clamp(1, 10_000))?;
+    let messages = p
+        .messages(&qname, q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
     Ok(
         Json(json!({ "messages": messages.iter().map(message_json).collect::<Vec<_>>() }))
             .into_response(),
@@ -586,7 +589,7 @@ pub async fn get_message(
     State(p): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let m = p.message(&queue_name(&raw)?, &id)?;
+    let m = p.message(&queue_name(&raw)?, &id).await?;
     Ok(Json(message_json(&m)).into_response())
 }
 
@@ -670,7 +673,7 @@ pub async fn get_trigger(
     State(p): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(trigger_json(&p.trigger(&queue_name(&raw)?)?)).into_response())
+    Ok(Json(trigger_json(&p.trigger(&queue_name(&raw)?).await?)).into_response())
 }
 
 /// `DELETE /v1/queues/{name}/trigger`.

@@ -162,7 +162,7 @@ pub async fn update_code(
 ) -> Result<Json<FunctionView>, ApiError> {
     let fname = name(&raw)?;
     let code = read_code(&headers, body).await?;
-    Ok(Json(p.update_code(&fname, code).await?.into()))
+    Ok(Json(p.update_code(&fname, code, None).await?.into()))
 }
 
 /// `GET /v1/functions/{name}/code[?qualifier=N]`: the code as it was uploaded (what Lambda's
@@ -193,7 +193,7 @@ pub async fn update_config(
     let fname = name(&raw)?;
     let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
     let update: FunctionUpdate = parse_json(&bytes)?;
-    Ok(Json(p.update_config(&fname, &update).await?.into()))
+    Ok(Json(p.update_config(&fname, &update, None).await?.into()))
 }
 
 /// `GET /v1/functions/{name}[?qualifier=N]`.
@@ -246,7 +246,7 @@ pub async fn publish(
     } else {
         parse_json(&bytes)?
     };
-    let (v, created) = p.publish(&fname, req.description.as_deref()).await?;
+    let (v, created) = p.publish(&fname, req.description.as_deref(), None).await?;
     Ok(created_or_ok(created, v))
 }
 

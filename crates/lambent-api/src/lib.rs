@@ -229,7 +229,11 @@ async fn healthz() -> impl IntoResponse {
 
 async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
     let s = platform.stats();
-    let waiting = platform.event_depth().map_or(0, |(waiting, _)| waiting);
+    let waiting = platform
+        .event_depth()
+        .await
+        .map_or(0, |(waiting, _)| waiting);
+    let waiting_by_function = platform.event_depth_by_function().await.unwrap_or_default();
     let (budget_mb, reserved_mb) = platform.memory_budget();
     let text = format!(
         "# HELP lambent_invocations_total Invocations started.\n\
@@ -333,7 +337,7 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
         s.events.recovered,
         waiting,
     );
-    let text = text + &function_metrics(&platform);
+    let text = text + &function_metrics(&platform, &waiting_by_function);
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         text,
@@ -342,7 +346,7 @@ async fn metrics(State(platform): State<AppState>) -> impl IntoResponse {
 
 /// The per-function families of `/metrics` (labelled `function`; names are `[A-Za-z0-9_-]`, so
 /// they need no escaping).
-fn function_metrics(platform: &Platform) -> String {
+fn function_metrics(platform: &Platform, waiting_by_function: &[(String, u64)]) -> String {
     use lambent_control::meter::{FunctionMetrics, Histogram};
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
@@ -408,7 +412,7 @@ fn function_metrics(platform: &Platform) -> String {
         "# HELP lambent_function_async_events_waiting A function's asynchronous events queued or waiting for a retry.\n\
          # TYPE lambent_function_async_events_waiting gauge"
     );
-    for (f, n) in platform.event_depth_by_function().unwrap_or_default() {
+    for (f, n) in waiting_by_function {
         let _ = writeln!(
             out,
             "lambent_function_async_events_waiting{{function=\"{f}\"}} {n}"

@@ -56,7 +56,7 @@ pub async fn put_alias(
             additional_weights: Some(weights),
         };
         (
-            p.update_alias(&fname, &alias, update).await?,
+            p.update_alias(&fname, &alias, update, None).await?,
             StatusCode::OK,
         )
     } else {

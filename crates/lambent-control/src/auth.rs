@@ -117,7 +117,7 @@ pub enum Bootstrap {
 /// The access keys, in memory.
 #[derive(Debug)]
 pub struct KeyRing {
-    metadata: Arc<MetadataStore>,
+    metadata: Arc<dyn MetadataStore>,
     region: String,
     keys: RwLock<HashMap<String, Arc<Key>>>,
     preauth: PreauthBudget,
@@ -266,7 +266,7 @@ impl KeyRing {
     /// Loads the keys; stores the operator's key, or on a first start without one generates an
     /// admin key and writes it to `data_dir/admin-credentials` (mode 0600).
     pub fn open(
-        metadata: Arc<MetadataStore>,
+        metadata: Arc<dyn MetadataStore>,
         data_dir: &Path,
         region: &str,
         initial: Option<(String, String)>,
@@ -438,7 +438,9 @@ mod tests {
     #[test]
     fn first_start_generates_a_private_admin_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let store = Arc::new(
+            lambent_store::SqliteMetadataStore::open(&dir.path().join("m.db")).expect("db"),
+        );
         let (ring, boot) =
             KeyRing::open(store.clone(), dir.path(), "us-east-1", None).expect("open");
         let Bootstrap::Generated(file) = boot else {
@@ -474,7 +476,9 @@ mod tests {
     #[test]
     fn keys_are_created_and_revoked_but_not_the_last() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let store = Arc::new(
+            lambent_store::SqliteMetadataStore::open(&dir.path().join("m.db")).expect("db"),
+        );
         let initial = Some(("ADMINKEY12345678".to_owned(), "s3cret-value".to_owned()));
         let (ring, boot) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
         assert!(matches!(boot, Bootstrap::FromEnvironment(_)));
@@ -507,7 +511,9 @@ mod tests {
     #[test]
     fn signed_requests_are_prechecked_before_their_body_is_read() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let store = Arc::new(
+            lambent_store::SqliteMetadataStore::open(&dir.path().join("m.db")).expect("db"),
+        );
         let initial = Some(("ADMINKEY12345678".to_owned(), "s3cret-value".to_owned()));
         let (ring, _) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
         let now = 1_795_889_553;
@@ -561,7 +567,9 @@ mod tests {
     #[test]
     fn unknown_key_ids_and_wrong_secrets_get_one_answer() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let store = Arc::new(
+            lambent_store::SqliteMetadataStore::open(&dir.path().join("m.db")).expect("db"),
+        );
         let initial = Some(("ADMINKEY12345678".to_owned(), "s3cret-value".to_owned()));
         let (ring, _) = KeyRing::open(store, dir.path(), "us-east-1", initial).expect("open");
         let unknown = ring
@@ -602,7 +610,9 @@ mod tests {
     #[test]
     fn bad_operator_keys_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(MetadataStore::open(&dir.path().join("m.db")).expect("db"));
+        let store = Arc::new(
+            lambent_store::SqliteMetadataStore::open(&dir.path().join("m.db")).expect("db"),
+        );
         let initial = Some(("short".to_owned(), "s3cret-value".to_owned()));
         assert!(matches!(
             KeyRing::open(store, dir.path(), "us-east-1", initial),

@@ -20,7 +20,8 @@ use lambent_core::{
     Destination, EventInvokeConfig, FunctionName, InvokeError, Qualifier, Selector,
 };
 use lambent_store::events::{
-    self as store, Enqueued, Event, EventConfigRow, EventState, NewEvent, NewMessage, Outcome,
+    Conclusion, Delivery, Enqueued, Event, EventConfigRow, EventDepth, EventState, NewEvent,
+    NewMessage, Outcome,
 };
 use lambent_store::metadata::rfc3339_ms;
 use lambent_store::{EventStore, EventStoreError};
@@ -57,11 +58,21 @@ const CLOCK_KEY: &str = "clock_offset_ms";
 impl From<EventStoreError> for ControlError {
     fn from(e: EventStoreError) -> Self {
         match e {
-            EventStoreError::NotFound(m) => ControlError::NotFound(m),
-            EventStoreError::Exists(m) => ControlError::Conflict(m),
+            EventStoreError::NoSuchQueue { name } => queue_not_found(&name),
+            e @ EventStoreError::NoSuchEvent { .. } => ControlError::NotFound(e.to_string()),
+            e @ (EventStoreError::QueueExists { .. } | EventStoreError::ScheduleExists { .. }) => {
+                ControlError::Conflict(e.to_string())
+            }
             other => ControlError::Events(other),
         }
     }
+}
+
+/// The answer to a queue that does not exist.
+pub(crate) fn queue_not_found(name: &str) -> ControlError {
+    ControlError::NotFound(format!(
+        "queue {name} does not exist; create it with lambent queue create {name}"
+    ))
 }
 
 /// A poller slot taken by a running event; giving it back wakes the dispatcher.
@@ -132,10 +143,12 @@ pub struct EventStats {
 /// A configuration's function and qualifier.
 type ConfigKey = (String, String);
 
-/// The asynchronous side's state inside [`Platform`].
+/// The asynchronous side's state inside [`Platform`]: the event store behind its trait, the
+/// cached event invoke configurations, the clock, the wake-ups of the background tasks and the
+/// counters.
 #[derive(Debug)]
 pub(crate) struct Events {
-    pub(crate) store: EventStore,
+    pub(crate) store: Arc<dyn EventStore>,
     pub(crate) clock: Clock,
     config: EventsConfig,
     configs: RwLock<HashMap<ConfigKey, Arc<(EventInvokeConfig, i64)>>>,
@@ -170,8 +183,12 @@ fn config_from_row(row: &EventConfigRow) -> EventInvokeConfig {
 }
 
 impl Events {
-    pub(crate) fn open(path: &std::path::Path, config: EventsConfig) -> Result<Self, ControlError> {
-        let (store, recovered) = EventStore::open(path, now_ms())?;
+    /// The asynchronous side over `store`; `recovered` is how many events opening it put back.
+    pub(crate) async fn new(
+        store: Arc<dyn EventStore>,
+        recovered: usize,
+        config: EventsConfig,
+    ) -> Result<Self, EventStoreError> {
         if recovered > 0 {
             tracing::warn!(
                 events = recovered,
@@ -180,14 +197,16 @@ impl Events {
         }
         let offset = if config.test_clock {
             store
-                .read(|c| store::meta(c, CLOCK_KEY))?
+                .setting(CLOCK_KEY)
+                .await?
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         } else {
             0
         };
         let configs = store
-            .read(store::configs)?
+            .configs()
+            .await?
             .into_iter()
             .map(|row| {
                 (
@@ -217,6 +236,130 @@ impl Events {
             failed: AtomicU64::new(0),
             recovered: recovered as u64,
         })
+    }
+
+    /// Stores an event durably and wakes the dispatcher (unless its idempotency key was seen).
+    pub(crate) async fn accept(&self, event: NewEvent) -> Result<Enqueued, EventStoreError> {
+        let enqueued = self.store.enqueue(event).await?;
+        if enqueued.duplicate {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+            self.dispatch.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    /// Moves the test clock forward (only when it is controllable); returns the new time.
+    pub(crate) async fn advance_clock(&self, by_ms: i64) -> Result<i64, ControlError> {
+        let clock = &self.clock;
+        if !clock.controllable {
+            return Err(ControlError::NotFound(
+                "the clock is not controllable; start lambent with --test-clock".into(),
+            ));
+        }
+        if !(0..=MAX_CLOCK_STEP_MS).contains(&by_ms) {
+            return Err(ControlError::Invalid(format!(
+                "the clock moves forward by 0 to {MAX_CLOCK_STEP_MS} ms (a year) at a time; got {by_ms}"
+            )));
+        }
+        // One advance at a time, stored before it takes effect, so a restart never sees the
+        // clock go back.
+        let _guard = self.clock_lock.lock().await;
+        let offset = clock
+            .offset_ms
+            .load(Ordering::Acquire)
+            .saturating_add(by_ms);
+        self.store
+            .put_setting(CLOCK_KEY, &offset.to_string())
+            .await?;
+        clock.offset_ms.store(offset, Ordering::Release);
+        self.dispatch.notify_one();
+        self.schedules_changed.notify_one();
+        self.triggers_changed.notify_one();
+        Ok(clock.now_ms())
+    }
+
+    /// Stores a configuration and caches it.
+    async fn put_config(
+        &self,
+        row: EventConfigRow,
+        config: EventInvokeConfig,
+    ) -> Result<(), EventStoreError> {
+        let key = (row.function.clone(), row.qualifier.clone());
+        let updated_ms = row.updated_ms;
+        self.store.put_config(row).await?;
+        self.configs
+            .write()
+            .insert(key, Arc::new((config, updated_ms)));
+        Ok(())
+    }
+
+    /// Deletes a configuration; whether it existed.
+    async fn delete_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool, EventStoreError> {
+        let existed = self.store.delete_config(function, qualifier).await?;
+        self.configs
+            .write()
+            .remove(&(function.to_owned(), qualifier.to_owned()));
+        Ok(existed)
+    }
+
+    /// Stores an event's outcome with its destination record. A failed write (a full disk, say)
+    /// is retried with backoff; if it never succeeds the event stays `running` and the janitor
+    /// (or the next start) runs it again.
+    async fn store_outcome(&self, conclusion: Conclusion) {
+        let id = conclusion.id.clone();
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=CONCLUDE_ATTEMPTS {
+            match self.store.conclude(conclusion.clone()).await {
+                Ok(done) => {
+                    if done.destination_missing {
+                        tracing::error!(event = %id, "destination lost: its queue does not exist");
+                    }
+                    return;
+                }
+                Err(e) if attempt < CONCLUDE_ATTEMPTS => {
+                    tracing::warn!(event = %id, "cannot store the event's outcome, trying again: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!(event = %id, "cannot store the event's outcome; it will run again: {e}")
+                }
+            }
+        }
+    }
+
+    /// Forgets old finished events (in chunks, so accepts never wait long behind it) and puts
+    /// back events whose outcome was never stored.
+    async fn janitor(&self) {
+        let before = self.clock.now_ms() - EVENT_RETENTION_MS;
+        loop {
+            match self.store.prune(before, PRUNE_CHUNK).await {
+                Ok(n) if n == PRUNE_CHUNK => tokio::task::yield_now().await,
+                Ok(n) => {
+                    tracing::debug!(events = n, "forgot finished events");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot prune finished events: {e}");
+                    break;
+                }
+            }
+        }
+        let now = self.clock.now_ms();
+        match self.store.requeue_stale(now - STALE_RUNNING_MS, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(events = n, "running again events whose outcome was lost");
+                self.dispatch.notify_one();
+            }
+            Err(e) => tracing::warn!("cannot look for lost events: {e}"),
+        }
     }
 
     pub(crate) fn stats(&self) -> EventStats {
@@ -333,54 +476,38 @@ impl Platform {
             source: request.source,
             accepted_ms: self.events.clock.now_ms(),
         };
-        let enqueued = self
-            .events
-            .store
-            .write(move |c| store::enqueue(c, &event))
-            .await?;
-        if enqueued.duplicate {
-            self.events.duplicates.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.events.accepted.fetch_add(1, Ordering::Relaxed);
-            self.events.dispatch.notify_one();
-        }
-        Ok(enqueued)
+        Ok(self.events.accept(event).await?)
     }
 
     /// One event.
-    pub fn event(&self, id: &str) -> Result<Event, ControlError> {
-        self.events
-            .store
-            .read(|c| store::event(c, id))?
-            .ok_or_else(|| {
-                ControlError::NotFound(format!(
-                    "event {id} does not exist (finished events are kept for 24 hours)"
-                ))
-            })
+    pub async fn event(&self, id: &str) -> Result<Event, ControlError> {
+        self.events.store.event(id).await?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "event {id} does not exist (finished events are kept for 24 hours)"
+            ))
+        })
     }
 
     /// Recent events, newest first.
-    pub fn events(
+    pub async fn events(
         &self,
         function: Option<&FunctionName>,
         state: Option<EventState>,
         limit: usize,
     ) -> Result<Vec<Event>, ControlError> {
         let function = function.map(FunctionName::as_str);
-        Ok(self
-            .events
-            .store
-            .read(|c| store::events(c, function, state, limit))?)
+        Ok(self.events.store.events(function, state, limit).await?)
     }
 
     /// Events waiting and running.
-    pub fn event_depth(&self) -> Result<(u64, u64), ControlError> {
-        Ok(self.events.store.read(store::depth)?)
+    pub async fn event_depth(&self) -> Result<(u64, u64), ControlError> {
+        let EventDepth { waiting, running } = self.events.store.depth().await?;
+        Ok((waiting, running))
     }
 
     /// Events queued or waiting for a retry, per function.
-    pub fn event_depth_by_function(&self) -> Result<Vec<(String, u64)>, ControlError> {
-        Ok(self.events.store.read(store::depth_by_function)?)
+    pub async fn event_depth_by_function(&self) -> Result<Vec<(String, u64)>, ControlError> {
+        Ok(self.events.store.depth_by_function().await?)
     }
 
     /// Counters of the asynchronous side.
@@ -395,39 +522,13 @@ impl Platform {
 
     /// Moves the test clock forward (only with `--test-clock`); returns the new time.
     pub async fn advance_clock(&self, by_ms: i64) -> Result<i64, ControlError> {
-        let clock = &self.events.clock;
-        if !clock.controllable {
-            return Err(ControlError::NotFound(
-                "the clock is not controllable; start lambent with --test-clock".into(),
-            ));
-        }
-        if !(0..=MAX_CLOCK_STEP_MS).contains(&by_ms) {
-            return Err(ControlError::Invalid(format!(
-                "the clock moves forward by 0 to {MAX_CLOCK_STEP_MS} ms (a year) at a time; got {by_ms}"
-            )));
-        }
-        // One advance at a time, stored before it takes effect, so a restart never sees the
-        // clock go back.
-        let _guard = self.events.clock_lock.lock().await;
-        let offset = clock
-            .offset_ms
-            .load(Ordering::Acquire)
-            .saturating_add(by_ms);
-        self.events
-            .store
-            .write(move |c| store::put_meta(c, CLOCK_KEY, &offset.to_string()))
-            .await?;
-        clock.offset_ms.store(offset, Ordering::Release);
-        self.events.dispatch.notify_one();
-        self.events.schedules_changed.notify_one();
-        self.events.triggers_changed.notify_one();
-        Ok(clock.now_ms())
+        self.events.advance_clock(by_ms).await
     }
 
     // ----- event invoke configurations ----------------------------------------------------
 
     /// Checks that a destination exists.
-    pub(crate) fn check_destination(&self, d: &Destination) -> Result<(), ControlError> {
+    pub(crate) async fn check_destination(&self, d: &Destination) -> Result<(), ControlError> {
         match d {
             Destination::Function { name, qualifier } => {
                 let q = self.route(name, qualifier).map_err(|e| {
@@ -438,13 +539,7 @@ impl Platform {
                 })?;
             }
             Destination::Queue(q) => {
-                let name = q.as_str().to_owned();
-                if self
-                    .events
-                    .store
-                    .read(|c| store::queue(c, &name))?
-                    .is_none()
-                {
+                if self.events.store.queue(q.as_str()).await?.is_none() {
                     return Err(ControlError::Invalid(format!(
                         "destination queue {q} does not exist; create it first (lambent queue create {q})"
                     )));
@@ -512,7 +607,7 @@ impl Platform {
                      send its records to a queue or another function"
                 )));
             }
-            self.check_destination(d)?;
+            self.check_destination(d).await?;
         }
         let updated_ms = self.events.clock.now_ms();
         let row = EventConfigRow {
@@ -524,15 +619,7 @@ impl Platform {
             on_failure: config.on_failure.as_ref().map(ToString::to_string),
             updated_ms,
         };
-        let key = (row.function.clone(), row.qualifier.clone());
-        self.events
-            .store
-            .write(move |c| store::put_config(c, &row))
-            .await?;
-        self.events
-            .configs
-            .write()
-            .insert(key, Arc::new((config.clone(), updated_ms)));
+        self.events.put_config(row, config.clone()).await?;
         Ok((config, updated_ms))
     }
 
@@ -542,14 +629,10 @@ impl Platform {
         name: &FunctionName,
         qualifier: &Selector,
     ) -> Result<(), ControlError> {
-        let (function, q) = (name.to_string(), qualifier_key(qualifier));
-        let (f2, q2) = (function.clone(), q.clone());
         let existed = self
             .events
-            .store
-            .write(move |c| store::delete_config(c, &f2, &q2))
+            .delete_config(name.as_str(), &qualifier_key(qualifier))
             .await?;
-        self.events.configs.write().remove(&(function, q));
         if !existed {
             return Err(ControlError::NotFound(format!(
                 "function {name}:{qualifier} has no event invoke configuration"
@@ -565,12 +648,7 @@ impl Platform {
             .configs
             .write()
             .retain(|(f, _), _| f != &function);
-        if let Err(e) = self
-            .events
-            .store
-            .write(move |c| store::forget_function(c, &function))
-            .await
-        {
+        if let Err(e) = self.events.store.forget_function(&function).await {
             tracing::error!(function = %name, "cannot forget the function's schedules and triggers: {e}");
         }
         self.events.schedules_changed.notify_one();
@@ -594,48 +672,9 @@ impl Platform {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
             loop {
                 tick.tick().await;
-                p.janitor().await;
+                p.events.janitor().await;
             }
         });
-    }
-
-    /// Forgets old finished events (in chunks, so accepts never wait long behind it) and puts
-    /// back events whose outcome was never stored.
-    async fn janitor(&self) {
-        let before = self.events.clock.now_ms() - EVENT_RETENTION_MS;
-        loop {
-            match self
-                .events
-                .store
-                .write(move |c| store::prune(c, before, PRUNE_CHUNK))
-                .await
-            {
-                Ok(n) if n == PRUNE_CHUNK => tokio::task::yield_now().await,
-                Ok(n) => {
-                    tracing::debug!(events = n, "forgot finished events");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("cannot prune finished events: {e}");
-                    break;
-                }
-            }
-        }
-        let now = self.events.clock.now_ms();
-        let stale = now - STALE_RUNNING_MS;
-        match self
-            .events
-            .store
-            .write(move |c| store::requeue_stale(c, stale, now))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(events = n, "running again events whose outcome was lost");
-                self.events.dispatch.notify_one();
-            }
-            Err(e) => tracing::warn!("cannot look for lost events: {e}"),
-        }
     }
 
     async fn dispatch_loop(self: Arc<Self>) {
@@ -648,7 +687,7 @@ impl Platform {
             if free > 0 {
                 let now = ev.clock.now_ms();
                 let want = free.min(CLAIM_BATCH);
-                match ev.store.write(move |c| store::claim(c, now, want)).await {
+                match ev.store.claim(now, want).await {
                     Ok(batch) => {
                         let full = batch.len() == want;
                         for event in batch {
@@ -671,7 +710,7 @@ impl Platform {
                     }
                 }
             }
-            let wait = match ev.store.read(store::next_due) {
+            let wait = match ev.store.next_due().await {
                 Ok(Some(due)) if free > 0 => {
                     let ms = (due - ev.clock.now_ms()).clamp(0, 1000);
                     Duration::from_millis(ms as u64)
@@ -840,7 +879,7 @@ impl Platform {
         }
     }
 
-    /// Stores an outcome with its destination record, in one transaction.
+    /// Stores an outcome with its destination record, both or neither.
     async fn conclude(
         &self,
         event: Event,
@@ -868,46 +907,19 @@ impl Platform {
             }
         };
         let now = self.events.clock.now_ms();
-        let emit = destination.map(|d| {
+        let destination = destination.map(|d| {
             let record = self.invocation_record(&event, &outcome, response.as_ref(), ran, now);
-            (d, record)
+            delivery(&d, &event.id, &record, now)
         });
-        let job = Arc::new((event.id.clone(), !ran, outcome, emit, self.region.clone()));
-        // A failed write (a full disk, say) is retried with backoff; if it never succeeds the
-        // event stays `running` and the janitor (or the next start) runs it again.
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=CONCLUDE_ATTEMPTS {
-            let job = job.clone();
-            let result = self
-                .events
-                .store
-                .write(move |c| {
-                    let (id, uncount, outcome, emit, region) = &*job;
-                    store::finish(c, id, outcome, now)?;
-                    if *uncount {
-                        c.execute(
-                            "UPDATE events SET attempts = max(attempts - 1, 0) WHERE id = ?1",
-                            [id],
-                        )?;
-                    }
-                    if let Some((d, record)) = emit {
-                        deliver(c, d, id, record.clone(), now, region)?;
-                    }
-                    Ok(())
-                })
-                .await;
-            match result {
-                Ok(()) => return,
-                Err(e) if attempt < CONCLUDE_ATTEMPTS => {
-                    tracing::warn!(event = %event.id, "cannot store the event's outcome, trying again: {e}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    tracing::error!(event = %event.id, "cannot store the event's outcome; it will run again: {e}")
-                }
-            }
-        }
+        self.events
+            .store_outcome(Conclusion {
+                id: event.id,
+                outcome,
+                ran,
+                destination,
+                now_ms: now,
+            })
+            .await;
     }
 
     /// Lambda's invocation record for destinations.
@@ -983,47 +995,29 @@ fn gone(why: String) -> (Outcome, Option<Response>) {
     )
 }
 
-/// Sends a record to its destination inside the outcome's transaction. A destination that has
-/// disappeared since it was configured is logged, and the outcome is stored all the same.
-pub(crate) fn deliver(
-    c: &rusqlite::Connection,
-    d: &Destination,
-    source_id: &str,
-    record: Value,
-    now: i64,
-    _region: &str,
-) -> Result<(), EventStoreError> {
+/// A destination record as it is delivered with the outcome of event `source_id`.
+fn delivery(d: &Destination, source_id: &str, record: &Value, now: i64) -> Delivery {
     let body = record.to_string().into_bytes();
     match d {
-        Destination::Function { name, qualifier } => {
-            let event = NewEvent {
-                id: new_id(),
-                function: name.to_string(),
-                qualifier: qualifier_key(qualifier),
-                payload: body,
-                headers: vec![("content-type".into(), "application/json".into())],
-                idempotency_key: Some(format!("destination:{source_id}")),
-                source: format!("destination:{source_id}"),
-                accepted_ms: now,
-            };
-            store::enqueue(c, &event)?;
-        }
-        Destination::Queue(q) => {
-            let message = NewMessage {
+        Destination::Function { name, qualifier } => Delivery::Event(NewEvent {
+            id: new_id(),
+            function: name.to_string(),
+            qualifier: qualifier_key(qualifier),
+            payload: body,
+            headers: vec![("content-type".into(), "application/json".into())],
+            idempotency_key: Some(format!("destination:{source_id}")),
+            source: format!("destination:{source_id}"),
+            accepted_ms: now,
+        }),
+        Destination::Queue(q) => Delivery::Message {
+            queue: q.to_string(),
+            message: NewMessage {
                 id: new_id(),
                 body,
                 attributes: json!({ "sourceEventId": source_id }),
-            };
-            match store::send(c, q.as_str(), &[message], now) {
-                Ok(()) => {}
-                Err(EventStoreError::NotFound(why)) => {
-                    tracing::error!(event = %source_id, "destination lost: {why}");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            },
+        },
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1040,6 +1034,121 @@ mod tests {
             let capped = backoff_ms(1000, 30, 5000);
             assert!((2500..=5000).contains(&capped), "{capped}");
         }
+    }
+
+    /// The events service over the SQLite backend behind its trait, in a temp dir.
+    async fn service(dir: &tempfile::TempDir) -> Events {
+        let (store, recovered) =
+            lambent_store::SqliteEventStore::open(&dir.path().join("events.db"), now_ms())
+                .expect("open");
+        let config = EventsConfig {
+            test_clock: true,
+            ..EventsConfig::default()
+        };
+        Events::new(Arc::new(store), recovered, config)
+            .await
+            .expect("events")
+    }
+
+    fn new_event(id: &str, key: Option<&str>) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            function: "f".into(),
+            qualifier: "$LATEST".into(),
+            payload: b"{}".to_vec(),
+            headers: Vec::new(),
+            idempotency_key: key.map(Into::into),
+            source: "api".into(),
+            accepted_ms: now_ms(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_events_service_runs_over_the_store_trait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = service(&dir).await;
+        let first = events.accept(new_event("a", Some("k"))).await.expect("a");
+        let again = events.accept(new_event("b", Some("k"))).await.expect("b");
+        assert_eq!((again.id, again.duplicate), (first.id, true));
+        let stats = events.stats();
+        assert_eq!((stats.accepted, stats.duplicates), (1, 1));
+
+        // A failure configuration naming a queue: the conclusion lands its record there.
+        events
+            .store
+            .create_queue(lambent_store::events::QueueRow {
+                name: "dlq".into(),
+                created_ms: 0,
+                visibility_s: 30,
+                dead_letter: None,
+                max_receives: None,
+            })
+            .await
+            .expect("queue");
+        let config = EventInvokeConfig {
+            max_retry_attempts: 0,
+            max_event_age_s: 60,
+            on_success: None,
+            on_failure: Some(Destination::parse("queue:dlq").expect("destination")),
+        };
+        let row = EventConfigRow {
+            function: "f".into(),
+            qualifier: "$LATEST".into(),
+            max_retries: 0,
+            max_age_s: 60,
+            on_success: None,
+            on_failure: Some("queue:dlq".into()),
+            updated_ms: 7,
+        };
+        events
+            .put_config(row, config.clone())
+            .await
+            .expect("config");
+        assert_eq!(events.config_for("f", "$LATEST"), config);
+
+        let now = events.clock.now_ms();
+        let claimed = events.store.claim(now, 10).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        let failed_on = config.on_failure.as_ref().expect("on failure");
+        let record = json!({"requestContext": {"requestId": "a"}});
+        events
+            .store_outcome(Conclusion {
+                id: "a".into(),
+                outcome: Outcome::Failed {
+                    result: None,
+                    error: "boom".into(),
+                    condition: "RetriesExhausted".into(),
+                },
+                ran: true,
+                destination: Some(delivery(failed_on, "a", &record, now)),
+                now_ms: now,
+            })
+            .await;
+        let a = events.store.event("a").await.expect("get").expect("a");
+        assert_eq!(a.state, EventState::Failed);
+        let dead = events.store.peek("dlq", 10).await.expect("peek");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attributes, json!({"sourceEventId": "a"}));
+        assert_eq!(json_or_string(&dead[0].body), record);
+
+        // The test clock's advance is stored, and a service opened later starts from it.
+        let before = events.clock.now_ms();
+        let after = events.advance_clock(3_600_000).await.expect("advance");
+        assert!(after >= before + 3_600_000);
+        assert!(events.advance_clock(-1).await.is_err(), "never backwards");
+        assert!(events.delete_config("f", "$LATEST").await.expect("delete"));
+        assert_eq!(
+            events.config_for("f", "$LATEST"),
+            EventInvokeConfig::default()
+        );
+        events.store.shutdown();
+        drop(events);
+        let reopened = service(&dir).await;
+        assert!(reopened.clock.now_ms() >= after);
+        assert!(
+            reopened.configs.read().is_empty(),
+            "the deleted config stays deleted"
+        );
     }
 
     #[test]

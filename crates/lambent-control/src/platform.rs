@@ -20,7 +20,8 @@ use lambent_sandbox::{
 };
 use lambent_store::metadata::now_rfc3339;
 use lambent_store::{
-    CodeStore, CodeStoreError, MetadataError, MetadataStore, UsageGroupSums, UsageQuery,
+    CodeStore, CodeStoreError, MetadataError, MetadataStore, Publish, SqliteEventStore,
+    SqliteMetadataStore, UsageGroupSums, UsageQuery,
 };
 use lambent_wasm::{
     BodyError, CodeError, Completion, EngineError, Failure, InvokeContext, InvokeError, OnComplete,
@@ -105,6 +106,16 @@ pub enum ControlError {
     /// the event store failed
     #[error(transparent)]
     Events(lambent_store::EventStoreError),
+    /// the caller's `RevisionId` is not the current one: it changed since the caller read it
+    #[error(
+        "RevisionId {given} is not the current revision ({current}); read the function again and retry"
+    )]
+    RevisionMismatch {
+        /// the revision the caller read
+        given: String,
+        /// the current revision
+        current: String,
+    },
 }
 
 impl From<AliasError> for ControlError {
@@ -126,6 +137,9 @@ impl From<MetadataError> for ControlError {
             e @ (MetadataError::AliasExists { .. }
             | MetadataError::UrlExists(_)
             | MetadataError::VersionInUse { .. }) => ControlError::Conflict(e.to_string()),
+            MetadataError::RevisionMismatch { given, current, .. } => {
+                ControlError::RevisionMismatch { given, current }
+            }
             other => ControlError::Metadata(other),
         }
     }
@@ -256,7 +270,7 @@ type CodeCell = Arc<OnceCell<LoadedCode>>;
 /// One node's control plane.
 #[derive(Debug)]
 pub struct Platform {
-    pub(crate) metadata: Arc<MetadataStore>,
+    pub(crate) metadata: Arc<dyn MetadataStore>,
     code: CodeStore,
     engine: Arc<WasmEngine>,
     sandbox: Result<ProcessExecutor, String>,
@@ -300,19 +314,37 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Refuses a change made from a revision (`given`) other than the `current` one.
+pub(crate) fn check_revision(current: &str, given: Option<&str>) -> Result<(), ControlError> {
+    match given {
+        Some(given) if given != current => Err(ControlError::RevisionMismatch {
+            given: given.to_owned(),
+            current: current.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 impl Platform {
-    /// Opens the data directory and starts the executor.
-    pub fn open(config: &PlatformConfig) -> Result<Self, ControlError> {
+    /// Opens the data directory and starts the executor. This is the composition root: the one
+    /// place that picks the storage backends (SQLite files in the data directory) and hands them
+    /// to the services behind their traits.
+    pub async fn open(config: &PlatformConfig) -> Result<Self, ControlError> {
         crate::data_dir::secure(&config.data_dir).map_err(|source| CodeStoreError::Io {
             path: config.data_dir.clone(),
             source,
         })?;
-        let metadata = Arc::new(MetadataStore::open(&config.data_dir.join("metadata.db"))?);
+        let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteMetadataStore::open(
+            &config.data_dir.join("metadata.db"),
+        )?);
         let code = CodeStore::open(config.data_dir.join("code"))?;
+        let (event_store, recovered) =
+            SqliteEventStore::open(&config.data_dir.join("events.db"), now_ms())?;
+        let events = Events::new(Arc::new(event_store), recovered, config.events.clone()).await?;
         let engine = WasmEngine::new(&WasmEngineConfig {
             cache_dir: config.data_dir.join("artifacts"),
             max_instances: config.max_instances,
@@ -388,7 +420,7 @@ impl Platform {
             aliases: RwLock::default(),
             urls: RwLock::new(urls),
             throttles: AtomicU64::new(0),
-            events: Events::open(&config.data_dir.join("events.db"), config.events.clone())?,
+            events,
             recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
             metadata,
             code,
@@ -540,10 +572,10 @@ impl Platform {
         write: F,
     ) -> Result<(String, Option<String>), ControlError>
     where
-        F: FnOnce(&MetadataStore, &str) -> Result<Option<String>, ControlError>,
+        F: FnOnce(&dyn MetadataStore, &str) -> Result<Option<String>, ControlError>,
     {
         let (sha, new) = self.code.put(code)?;
-        match write(&self.metadata, &sha) {
+        match write(&*self.metadata, &sha) {
             Ok(replaced) => {
                 self.prepared
                     .write()
@@ -650,7 +682,7 @@ impl Platform {
                     Ok(()) => Ok(None),
                     Err(MetadataError::AlreadyExists(_)) if replace => {
                         let old = metadata.get(&name, Qualifier::Latest)?;
-                        metadata.replace_latest(&latest)?;
+                        metadata.replace_latest_if_revision(&latest, None)?;
                         created = false;
                         Ok(old.map(|o| o.code_sha256))
                     }
@@ -670,20 +702,24 @@ impl Platform {
         Ok((stored, created))
     }
 
-    /// Replaces the code of `$LATEST`, keeping its configuration.
+    /// Replaces the code of `$LATEST`, keeping its configuration; with `revision`, only if
+    /// `$LATEST` still has that revision.
     pub async fn update_code(
         &self,
         name: &FunctionName,
         code: Bytes,
+        revision: Option<&str>,
     ) -> Result<FunctionVersion, ControlError> {
         let current = self.get(name, Qualifier::Latest)?;
+        // Fail before the compilation; the store checks again as it writes.
+        check_revision(&current.revision_id, revision)?;
         let prepared = self.prepare(current.config.runtime, code.clone()).await?;
         let _guard = self.writes.lock().await;
         let config = self.get(name, Qualifier::Latest)?.config;
         let latest = |sha: &str| Self::latest_record(name, config.clone(), sha, code.len());
         let (_, replaced) = self
             .store_code_then(&code, prepared, |metadata, sha| {
-                metadata.replace_latest(&latest(sha))?;
+                metadata.replace_latest_if_revision(&latest(sha), revision)?;
                 Ok(Some(current.code_sha256.clone()))
             })
             .await?;
@@ -693,18 +729,22 @@ impl Platform {
         self.get(name, Qualifier::Latest)
     }
 
-    /// Changes the configuration of `$LATEST`, keeping its code.
+    /// Changes the configuration of `$LATEST`, keeping its code; with `revision`, only if
+    /// `$LATEST` still has that revision.
     pub async fn update_config(
         &self,
         name: &FunctionName,
         update: &FunctionUpdate,
+        revision: Option<&str>,
     ) -> Result<FunctionVersion, ControlError> {
         let _guard = self.writes.lock().await;
         let mut latest = self.get(name, Qualifier::Latest)?;
+        check_revision(&latest.revision_id, revision)?;
         latest.config = latest.config.updated(update)?;
         latest.last_modified = now_rfc3339();
         latest.revision_id = new_id();
-        self.metadata.replace_latest(&latest)?;
+        self.metadata
+            .replace_latest_if_revision(&latest, revision)?;
         self.forget(name);
         self.retire(name, Some(Qualifier::Latest));
         Ok(latest)
@@ -747,11 +787,13 @@ impl Platform {
     }
 
     /// Publishes `$LATEST` as an immutable version (or returns the newest version when nothing
-    /// changed since it); the boolean says whether a version was created.
+    /// changed since it); the boolean says whether a version was created. With `revision`, only
+    /// if `$LATEST` still has that revision.
     pub async fn publish(
         &self,
         name: &FunctionName,
         description: Option<&str>,
+        revision: Option<&str>,
     ) -> Result<(FunctionVersion, bool), ControlError> {
         if let Some(d) = description {
             let chars = d.chars().count();
@@ -760,9 +802,14 @@ impl Platform {
             }
         }
         let _guard = self.writes.lock().await;
+        let publish = Publish {
+            description,
+            now: &now_rfc3339(),
+            revision_id: &new_id(),
+        };
         Ok(self
             .metadata
-            .publish(name, description, &now_rfc3339(), &new_id())?)
+            .publish_if_revision(name, &publish, revision)?)
     }
 
     /// Deletes a function, all its versions, and code nothing else uses.

@@ -14,10 +14,11 @@ use lambent_core::event::{
 use lambent_core::limits::{ACCOUNT_ID, MAX_SYNC_PAYLOAD_BYTES};
 use lambent_core::{FunctionName, InvokeError, QueueName, Selector};
 use lambent_store::events::{
-    self as store, Message, NewEvent, NewMessage, QueueCounts, QueueRow, TriggerRow,
+    Message, NewEvent, NewMessage, QueueCounts, QueueRow, Receive, Settlement, TriggerRow,
 };
 use serde_json::{Value, json};
 
+use crate::events::queue_not_found;
 use crate::platform::{ControlError, InvokeOptions, Platform, new_id};
 
 /// Most messages one send may carry.
@@ -88,12 +89,6 @@ fn record_source(body: &[u8]) -> Result<(String, String, Vec<u8>), String> {
     Ok((function.to_owned(), qualifier.to_owned(), payload))
 }
 
-fn queue_not_found(name: &QueueName) -> ControlError {
-    ControlError::NotFound(format!(
-        "queue {name} does not exist; create it with lambent queue create {name}"
-    ))
-}
-
 impl Platform {
     /// Creates a queue.
     pub async fn create_queue(
@@ -114,11 +109,7 @@ impl Platform {
                         "a queue cannot be its own dead-letter queue".into(),
                     ));
                 }
-                let exists = self
-                    .events
-                    .store
-                    .read(|c| store::queue(c, dlq.as_str()))?
-                    .is_some();
+                let exists = self.events.store.queue(dlq.as_str()).await?.is_some();
                 if !exists {
                     return Err(ControlError::Invalid(format!(
                         "dead-letter queue {dlq} does not exist; create it first (lambent queue create {dlq})"
@@ -139,74 +130,66 @@ impl Platform {
             dead_letter: spec.dead_letter.map(|q| q.to_string()),
             max_receives: spec.max_receives,
         };
-        let stored = row.clone();
-        self.events
-            .store
-            .write(move |c| store::create_queue(c, &stored))
-            .await?;
+        self.events.store.create_queue(row.clone()).await?;
         Ok(row)
     }
 
     /// One queue and its counts.
-    pub fn queue(&self, name: &QueueName) -> Result<(QueueRow, QueueCounts), ControlError> {
+    pub async fn queue(&self, name: &QueueName) -> Result<(QueueRow, QueueCounts), ControlError> {
         let now = self.clock().now_ms();
-        self.events
-            .store
-            .read(|c| {
-                let Some(q) = store::queue(c, name.as_str())? else {
-                    return Ok(None);
-                };
-                Ok(Some((q, store::queue_counts(c, name.as_str(), now)?)))
-            })?
-            .ok_or_else(|| queue_not_found(name))
+        let store = &self.events.store;
+        let q = store
+            .queue(name.as_str())
+            .await?
+            .ok_or_else(|| queue_not_found(name.as_str()))?;
+        let counts = store.queue_counts(name.as_str(), now).await?;
+        Ok((q, counts))
     }
 
     /// Every queue and its counts.
-    pub fn queues(&self) -> Result<Vec<(QueueRow, QueueCounts)>, ControlError> {
+    pub async fn queues(&self) -> Result<Vec<(QueueRow, QueueCounts)>, ControlError> {
         let now = self.clock().now_ms();
-        Ok(self.events.store.read(|c| {
-            store::queues(c)?
-                .into_iter()
-                .map(|q| {
-                    let counts = store::queue_counts(c, &q.name, now)?;
-                    Ok((q, counts))
-                })
-                .collect()
-        })?)
+        let store = &self.events.store;
+        let mut out = Vec::new();
+        for q in store.queues().await? {
+            let counts = store.queue_counts(&q.name, now).await?;
+            out.push((q, counts));
+        }
+        Ok(out)
     }
 
     /// Deletes a queue with its messages and trigger. A queue still named as a destination or
     /// dead-letter queue cannot be deleted.
     pub async fn delete_queue(&self, name: &QueueName) -> Result<(), ControlError> {
-        self.queue(name)?;
-        let used_by = self
-            .queues()?
+        self.queue(name).await?;
+        let mut used_by = self
+            .queues()
+            .await?
             .into_iter()
             .find(|(q, _)| q.dead_letter.as_deref() == Some(name.as_str()))
-            .map(|(q, _)| format!("queue {}", q.name))
-            .or_else(|| {
-                let d = format!("queue:{name}");
-                self.events
-                    .store
-                    .read(store::configs)
-                    .ok()?
-                    .into_iter()
-                    .find(|c| {
-                        c.on_failure.as_deref() == Some(d.as_str())
-                            || c.on_success.as_deref() == Some(d.as_str())
-                    })
-                    .map(|c| format!("function {}:{}", c.function, c.qualifier))
-            });
+            .map(|(q, _)| format!("queue {}", q.name));
+        if used_by.is_none() {
+            let d = format!("queue:{name}");
+            used_by = self
+                .events
+                .store
+                .configs()
+                .await
+                .ok()
+                .into_iter()
+                .flatten()
+                .find(|c| {
+                    c.on_failure.as_deref() == Some(d.as_str())
+                        || c.on_success.as_deref() == Some(d.as_str())
+                })
+                .map(|c| format!("function {}:{}", c.function, c.qualifier));
+        }
         if let Some(user) = used_by {
             return Err(ControlError::Conflict(format!(
                 "queue {name} is a destination of {user}; change that first"
             )));
         }
-        let n = name.as_str().to_owned();
-        self.events
-            .store
-            .write(move |c| store::delete_queue(c, &n))
-            .await?;
+        self.events.store.delete_queue(name.as_str()).await?;
         self.events.triggers_changed.notify_one();
         Ok(())
     }
@@ -248,44 +231,37 @@ impl Platform {
         }
         let ids = messages.iter().map(|m| m.id.clone()).collect();
         let now = self.clock().now_ms();
-        let n = name.as_str().to_owned();
-        self.events
-            .store
-            .write(move |c| store::send(c, &n, &messages, now))
-            .await
-            .map_err(|e| match e {
-                lambent_store::EventStoreError::NotFound(_) => queue_not_found(name),
-                other => other.into(),
-            })?;
+        self.events.store.send(name.as_str(), messages, now).await?;
         self.events.queue_wake(name.as_str()).notify_one();
         Ok(ids)
     }
 
     /// Messages of a queue, oldest first, without receiving them.
-    pub fn messages(&self, name: &QueueName, limit: usize) -> Result<Vec<Message>, ControlError> {
-        self.queue(name)?;
-        Ok(self
-            .events
-            .store
-            .read(|c| store::peek(c, name.as_str(), limit))?)
+    pub async fn messages(
+        &self,
+        name: &QueueName,
+        limit: usize,
+    ) -> Result<Vec<Message>, ControlError> {
+        self.queue(name).await?;
+        Ok(self.events.store.peek(name.as_str(), limit).await?)
     }
 
     /// One message.
-    pub fn message(&self, name: &QueueName, id: &str) -> Result<Message, ControlError> {
-        self.queue(name)?;
+    pub async fn message(&self, name: &QueueName, id: &str) -> Result<Message, ControlError> {
+        self.queue(name).await?;
         self.events
             .store
-            .read(|c| store::message(c, name.as_str(), id))?
+            .message(name.as_str(), id)
+            .await?
             .ok_or_else(|| ControlError::NotFound(format!("queue {name} has no message {id}")))
     }
 
     /// Deletes one message.
     pub async fn delete_message(&self, name: &QueueName, id: &str) -> Result<(), ControlError> {
-        let (n, ids) = (name.as_str().to_owned(), vec![id.to_owned()]);
         let deleted = self
             .events
             .store
-            .write(move |c| store::delete_messages(c, &n, &ids))
+            .delete_messages(name.as_str(), vec![id.to_owned()])
             .await?;
         if deleted == 0 {
             return Err(ControlError::NotFound(format!(
@@ -297,13 +273,8 @@ impl Platform {
 
     /// Deletes every message of a queue; how many.
     pub async fn purge_queue(&self, name: &QueueName) -> Result<usize, ControlError> {
-        self.queue(name)?;
-        let n = name.as_str().to_owned();
-        Ok(self
-            .events
-            .store
-            .write(move |c| store::purge(c, &n))
-            .await?)
+        self.queue(name).await?;
+        Ok(self.events.store.purge(name.as_str()).await?)
     }
 
     /// Turns dead letters (invocation records) back into events of the function they came from,
@@ -313,9 +284,9 @@ impl Platform {
         name: &QueueName,
         ids: Option<Vec<String>>,
     ) -> Result<Redriven, ControlError> {
-        self.queue(name)?;
+        self.queue(name).await?;
         let candidates: Vec<Message> = match ids {
-            None => self.messages(name, MAX_REDRIVE)?,
+            None => self.messages(name, MAX_REDRIVE).await?,
             Some(mut ids) => {
                 if ids.len() > MAX_REDRIVE {
                     return Err(ControlError::Invalid(format!(
@@ -325,9 +296,11 @@ impl Platform {
                 }
                 let mut seen = std::collections::HashSet::new();
                 ids.retain(|id| seen.insert(id.clone()));
-                ids.iter()
-                    .map(|id| self.message(name, id))
-                    .collect::<Result<_, _>>()?
+                let mut found = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    found.push(self.message(name, id).await?);
+                }
+                found
             }
         };
         let now = self.clock().now_ms();
@@ -366,23 +339,9 @@ impl Platform {
                 Err(why) => skipped.push((m.id, why)),
             }
         }
-        let n = name.as_str().to_owned();
-        // Delete first and enqueue only what this call deleted, so two redrives racing over the
-        // same message enqueue it once.
-        let redriven = self
-            .events
-            .store
-            .write(move |c| {
-                let mut done = Vec::new();
-                for (message, event) in &events {
-                    if store::delete_messages(c, &n, std::slice::from_ref(message))? == 1 {
-                        store::enqueue(c, event)?;
-                        done.push((message.clone(), event.id.clone()));
-                    }
-                }
-                Ok(done)
-            })
-            .await?;
+        // The store enqueues only what this call deleted, so two redrives racing over the same
+        // message enqueue it once.
+        let redriven = self.events.store.redrive(name.as_str(), events).await?;
         self.events.dispatch.notify_one();
         Ok(Redriven { redriven, skipped })
     }
@@ -395,7 +354,7 @@ impl Platform {
         name: &QueueName,
         spec: TriggerSpec,
     ) -> Result<TriggerRow, ControlError> {
-        self.queue(name)?;
+        self.queue(name).await?;
         if spec.batch_size == 0 || spec.batch_size > MAX_BATCH_SIZE {
             return Err(ControlError::Invalid(format!(
                 "batchSize must be 1 to {MAX_BATCH_SIZE}"
@@ -417,36 +376,28 @@ impl Platform {
             enabled: spec.enabled,
             created_ms: self.clock().now_ms(),
         };
-        let stored = row.clone();
-        self.events
-            .store
-            .write(move |c| store::put_trigger(c, &stored))
-            .await?;
+        self.events.store.put_trigger(row.clone()).await?;
         self.events.triggers_changed.notify_one();
         Ok(row)
     }
 
     /// The trigger of a queue.
-    pub fn trigger(&self, name: &QueueName) -> Result<TriggerRow, ControlError> {
-        self.triggers()?
+    pub async fn trigger(&self, name: &QueueName) -> Result<TriggerRow, ControlError> {
+        self.triggers()
+            .await?
             .into_iter()
             .find(|t| t.queue == name.as_str())
             .ok_or_else(|| ControlError::NotFound(format!("queue {name} has no trigger")))
     }
 
     /// Every trigger.
-    pub fn triggers(&self) -> Result<Vec<TriggerRow>, ControlError> {
-        Ok(self.events.store.read(store::triggers)?)
+    pub async fn triggers(&self) -> Result<Vec<TriggerRow>, ControlError> {
+        Ok(self.events.store.triggers().await?)
     }
 
     /// Detaches a queue's function.
     pub async fn delete_trigger(&self, name: &QueueName) -> Result<(), ControlError> {
-        let n = name.as_str().to_owned();
-        let existed = self
-            .events
-            .store
-            .write(move |c| store::delete_trigger(c, &n))
-            .await?;
+        let existed = self.events.store.delete_trigger(name.as_str()).await?;
         if !existed {
             return Err(ControlError::NotFound(format!(
                 "queue {name} has no trigger"
@@ -461,7 +412,7 @@ impl Platform {
         let mut running: HashMap<String, (TriggerRow, tokio::task::JoinHandle<()>)> =
             HashMap::new();
         loop {
-            match self.triggers() {
+            match self.triggers().await {
                 Ok(rows) => {
                     let wanted: HashMap<String, TriggerRow> = rows
                         .into_iter()
@@ -500,15 +451,13 @@ impl Platform {
     /// `hidden_ms`.
     async fn receive(&self, trigger: &TriggerRow, limit: usize, hidden_ms: i64) -> Vec<Message> {
         let now = self.clock().now_ms();
-        let queue = trigger.queue.clone();
-        match self
-            .events
-            .store
-            .write(move |c| {
-                store::receive(c, &queue, now, limit, BATCH_BODY_BYTES, now + hidden_ms)
-            })
-            .await
-        {
+        let receive = Receive {
+            now_ms: now,
+            limit,
+            max_bytes: BATCH_BODY_BYTES,
+            hidden_until_ms: now + hidden_ms,
+        };
+        match self.events.store.receive(&trigger.queue, receive).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(queue = %trigger.queue, "cannot receive: {e}");
@@ -523,17 +472,17 @@ impl Platform {
         let window_ms = i64::from(trigger.window_ms);
         let mut failures = 0u32;
         loop {
-            let (visibility_ms, timeout_ms) = self.consumer_timing(&trigger);
+            let (visibility_ms, timeout_ms) = self.consumer_timing(&trigger).await;
             // Hidden long enough to outlast the call (and the batching window before it), so
             // no message is handed out twice while its batch is still running.
             let hidden_ms = visibility_ms.max(timeout_ms + 5_000) + window_ms;
             let mut batch = self.receive(&trigger, batch_size, hidden_ms).await;
             if batch.is_empty() {
-                let queue = trigger.queue.clone();
                 let next = self
                     .events
                     .store
-                    .read(|c| store::next_visible(c, &queue))
+                    .next_visible(&trigger.queue)
+                    .await
                     .ok()
                     .flatten();
                 let ms = next.map_or(1000, |t| (t - self.clock().now_ms()).clamp(0, 1000));
@@ -564,12 +513,12 @@ impl Platform {
     }
 
     /// The queue's visibility timeout and the function's timeout, in ms.
-    fn consumer_timing(&self, trigger: &TriggerRow) -> (i64, i64) {
-        let queue = trigger.queue.clone();
+    async fn consumer_timing(&self, trigger: &TriggerRow) -> (i64, i64) {
         let visibility = self
             .events
             .store
-            .read(|c| store::queue(c, &queue))
+            .queue(&trigger.queue)
+            .await
             .ok()
             .flatten()
             .map_or(i64::from(DEFAULT_VISIBILITY_S), |q| {
@@ -636,19 +585,15 @@ impl Platform {
         };
         let whole_failed = !all.is_empty() && failed.len() == all.len();
         let done: Vec<String> = all.into_iter().filter(|id| !failed.contains(id)).collect();
-        let queue = trigger.queue.clone();
         let now = self.clock().now_ms();
-        let visible_at = now + visibility_ms;
-        if let Err(e) = self
-            .events
-            .store
-            .write(move |c| {
-                store::delete_messages(c, &queue, &done)?;
-                store::unreceive(c, &queue, &rest, now)?;
-                store::release(c, &queue, &failed, visible_at)
-            })
-            .await
-        {
+        let settlement = Settlement {
+            done,
+            unsent: rest,
+            failed,
+            now_ms: now,
+            visible_ms: now + visibility_ms,
+        };
+        if let Err(e) = self.events.store.settle(&trigger.queue, settlement).await {
             // The messages stay hidden until their visibility runs out and then come back:
             // nothing is lost, some may run twice.
             tracing::error!(queue = %trigger.queue, "cannot acknowledge a batch: {e}");

@@ -40,13 +40,13 @@ pub struct InvocationRecorder {
 
 impl InvocationRecorder {
     /// Starts the writer thread.
-    pub fn start(metadata: Arc<MetadataStore>) -> Self {
+    pub fn start(metadata: Arc<dyn MetadataStore>) -> Self {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let meter = Arc::new(Meter::default());
         let m = meter.clone();
         let thread = std::thread::Builder::new()
             .name("lambent-recorder".into())
-            .spawn(move || write_loop(&metadata, &rx, &m))
+            .spawn(move || write_loop(&*metadata, &rx, &m))
             .ok();
         Self {
             tx,
@@ -87,13 +87,13 @@ impl InvocationRecorder {
 }
 
 /// Stores what the meter gathered; on failure keeps it for the next try.
-fn flush_usage(metadata: &MetadataStore, meter: &Meter) {
+fn flush_usage(metadata: &dyn MetadataStore, meter: &Meter) {
     if let Err(e) = meter.flush(|rows| metadata.add_usage(rows)) {
         tracing::error!(error = %e, "cannot store usage; trying again");
     }
 }
 
-fn write_loop(metadata: &MetadataStore, rx: &Receiver<Message>, meter: &Meter) {
+fn write_loop(metadata: &dyn MetadataStore, rx: &Receiver<Message>, meter: &Meter) {
     let mut batches = 0u64;
     let mut stop = false;
     let mut flushed = Instant::now();

@@ -136,18 +136,20 @@ impl Platform {
         Ok(a)
     }
 
-    /// Changes an alias.
+    /// Changes an alias; with `revision`, only if the alias still has that revision.
     pub async fn update_alias(
         &self,
         name: &FunctionName,
         alias: &AliasName,
         update: AliasUpdate,
+        revision: Option<&str>,
     ) -> Result<Alias, ControlError> {
         let _guard = self.writes.lock().await;
         let mut a = self
             .metadata
             .alias(name, alias)?
             .ok_or_else(|| alias_not_found(name, alias))?;
+        crate::platform::check_revision(&a.revision_id, revision)?;
         let before = a.version;
         let provisioned = self
             .metadata
@@ -180,7 +182,7 @@ impl Platform {
         }
         a.revision_id = new_id();
         a.validate()?;
-        self.metadata.update_alias(&a)?;
+        self.metadata.update_alias_if_revision(&a, revision)?;
         self.aliases.write().remove(&(name.clone(), alias.clone()));
         if provisioned.is_some() && a.version != before {
             self.move_provisioned(name, alias, before, a.version).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use lambent_core::limits::ACCOUNT_ID;
 use lambent_core::schedule::Schedule;
 use lambent_core::{FunctionName, ScheduleName, Selector};
-use lambent_store::events::{self as store, NewEvent, ScheduleRow};
+use lambent_store::events::{Firing, NewEvent, ScheduleRow};
 use lambent_store::metadata::rfc3339_ms;
 use serde_json::json;
 
@@ -77,7 +77,7 @@ impl Platform {
     ) -> Result<ScheduleRow, ControlError> {
         let schedule = self.parse_schedule(&spec)?;
         let now = self.events.clock.now_ms();
-        let existing = self.schedule(name).ok();
+        let existing = self.schedule(name).await.ok();
         // Keep the anchor (and so a rate's phase) when only other fields change.
         let anchor = existing
             .as_ref()
@@ -96,11 +96,7 @@ impl Platform {
             last_fire_ms: existing.as_ref().and_then(|e| e.last_fire_ms),
             next_fire_ms: next_fire(&schedule, anchor, now),
         };
-        let stored = row.clone();
-        self.events
-            .store
-            .write(move |c| store::put_schedule(c, &stored, replace))
-            .await?;
+        self.events.store.put_schedule(row.clone(), replace).await?;
         self.events.schedules_changed.notify_one();
         Ok(row)
     }
@@ -111,7 +107,7 @@ impl Platform {
         name: &ScheduleName,
         enabled: bool,
     ) -> Result<ScheduleRow, ControlError> {
-        let row = self.schedule(name)?;
+        let row = self.schedule(name).await?;
         let spec = ScheduleSpec {
             function: FunctionName::new(&row.function)?,
             qualifier: row.qualifier.parse()?,
@@ -124,27 +120,22 @@ impl Platform {
     }
 
     /// One schedule.
-    pub fn schedule(&self, name: &ScheduleName) -> Result<ScheduleRow, ControlError> {
-        let n = name.as_str().to_owned();
+    pub async fn schedule(&self, name: &ScheduleName) -> Result<ScheduleRow, ControlError> {
         self.events
             .store
-            .read(|c| store::schedule(c, &n))?
+            .schedule(name.as_str())
+            .await?
             .ok_or_else(|| ControlError::NotFound(format!("schedule {name} does not exist")))
     }
 
     /// Every schedule.
-    pub fn schedules(&self) -> Result<Vec<ScheduleRow>, ControlError> {
-        Ok(self.events.store.read(store::schedules)?)
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRow>, ControlError> {
+        Ok(self.events.store.schedules().await?)
     }
 
     /// Deletes a schedule.
     pub async fn delete_schedule(&self, name: &ScheduleName) -> Result<(), ControlError> {
-        let n = name.as_str().to_owned();
-        let existed = self
-            .events
-            .store
-            .write(move |c| store::delete_schedule(c, &n))
-            .await?;
+        let existed = self.events.store.delete_schedule(name.as_str()).await?;
         if !existed {
             return Err(ControlError::NotFound(format!(
                 "schedule {name} does not exist"
@@ -179,7 +170,7 @@ impl Platform {
 
     /// Fires what is due; returns when the next firing is.
     async fn fire_due(&self) -> Option<i64> {
-        let rows = match self.events.store.read(store::schedules) {
+        let rows = match self.events.store.schedules().await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!("cannot read schedules: {e}");
@@ -224,12 +215,14 @@ impl Platform {
                 source: format!("schedule:{}", row.name),
                 accepted_ms: now,
             };
-            let name = row.name.clone();
-            let fired = self
-                .events
-                .store
-                .write(move |c| store::fire(c, &name, due, fire_ms, next, Some(&event)))
-                .await;
+            let firing = Firing {
+                name: row.name.clone(),
+                expected_next_ms: due,
+                fired_ms: fire_ms,
+                next_ms: next,
+                event,
+            };
+            let fired = self.events.store.fire(firing).await;
             match fired {
                 Ok(true) => {
                     tracing::debug!(schedule = %row.name, at = fire_ms, "fired");

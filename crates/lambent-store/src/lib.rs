@@ -9,9 +9,13 @@
 pub mod code;
 pub mod events;
 pub mod metadata;
+pub mod registry;
 pub mod routing;
 
 pub use code::{CodeStore, CodeStoreError};
-pub use events::{EventStore, EventStoreError};
-pub use metadata::{MetadataError, MetadataStore, UsageGroup, UsageGroupSums, UsageQuery};
+pub use events::{EventStore, EventStoreError, SqliteEventStore};
+pub use metadata::{MetadataError, SqliteMetadataStore, UsageGroup, UsageGroupSums, UsageQuery};
+pub use registry::{
+    FunctionStore, InvocationStore, KeyStore, MetadataStore, Publish, RoutingStore,
+};
 pub use routing::{AccessKeyRow, AccountUsage, ProvisionedScheduleRow};

@@ -11,6 +11,8 @@ use lambent_core::{
     Runtime, UsageRow, UsageSums,
 };
 use parking_lot::Mutex;
+
+use crate::registry::{FunctionStore, InvocationStore, Publish};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Errors of the metadata store.
@@ -67,6 +69,18 @@ pub enum MetadataError {
     /// no function URL configuration
     #[error("function {0} has no URL configuration for this qualifier")]
     NoSuchUrl(String),
+    /// the caller's revision is not the current one: someone changed it since it was read
+    #[error(
+        "RevisionId {given} is not the current revision ({current}); read the function again and retry"
+    )]
+    RevisionMismatch {
+        /// the function
+        function: String,
+        /// the revision the caller read
+        given: String,
+        /// the current revision
+        current: String,
+    },
     /// a stored row could not be read back
     #[error("metadata row for {name} is unreadable: {what}")]
     Corrupt {
@@ -283,7 +297,7 @@ pub struct UsageGroupSums {
 /// The SQLite metadata store. One connection behind a mutex: SQLite serialises writers anyway,
 /// and every statement here is short.
 #[derive(Debug)]
-pub struct MetadataStore {
+pub struct SqliteMetadataStore {
     pub(crate) conn: Mutex<Connection>,
     /// A second connection for invocation records, with `synchronous = NORMAL`: in WAL mode that
     /// survives a crash of lambent and loses at most the last records on power loss, and it spares
@@ -385,7 +399,23 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
-impl MetadataStore {
+/// Refuses a change when the caller expects a revision other than the current one.
+pub(crate) fn check_revision(
+    function: &str,
+    current: &str,
+    expected: Option<&str>,
+) -> Result<(), MetadataError> {
+    match expected {
+        Some(given) if given != current => Err(MetadataError::RevisionMismatch {
+            function: function.to_owned(),
+            given: given.to_owned(),
+            current: current.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl SqliteMetadataStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, MetadataError> {
         let conn = Connection::open(path)?;
@@ -403,9 +433,10 @@ impl MetadataStore {
             records: Mutex::new(records),
         })
     }
+}
 
-    /// Creates a function: stores `latest` as its `$LATEST`. Fails if the name is taken.
-    pub fn create(&self, latest: &FunctionVersion) -> Result<(), MetadataError> {
+impl FunctionStore for SqliteMetadataStore {
+    fn create(&self, latest: &FunctionVersion) -> Result<(), MetadataError> {
         let conn = self.conn.lock();
         match insert_version(&conn, latest) {
             Ok(_) => Ok(()),
@@ -416,24 +447,33 @@ impl MetadataStore {
         }
     }
 
-    /// Replaces the `$LATEST` of an existing function.
-    pub fn replace_latest(&self, latest: &FunctionVersion) -> Result<(), MetadataError> {
+    fn replace_latest_if_revision(
+        &self,
+        latest: &FunctionVersion,
+        revision: Option<&str>,
+    ) -> Result<(), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let n = tx.execute(
+        let name = latest.name.as_str();
+        let current: String = tx
+            .query_row(
+                "SELECT revision_id FROM function_versions WHERE name = ?1 AND version = 0",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| MetadataError::NoSuchFunction(name.to_owned()))?;
+        check_revision(name, &current, revision)?;
+        tx.execute(
             "DELETE FROM function_versions WHERE name = ?1 AND version = 0",
-            [latest.name.as_str()],
+            [name],
         )?;
-        if n == 0 {
-            return Err(MetadataError::NoSuchFunction(latest.name.to_string()));
-        }
         insert_version(&tx, latest)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// One version of a function.
-    pub fn get(
+    fn get(
         &self,
         name: &FunctionName,
         qualifier: Qualifier,
@@ -451,12 +491,7 @@ impl MetadataStore {
         row.transpose()
     }
 
-    /// A page of functions (their `$LATEST`), by name, starting after `after`.
-    pub fn list(
-        &self,
-        limit: u32,
-        after: Option<&str>,
-    ) -> Result<Vec<FunctionVersion>, MetadataError> {
+    fn list(&self, limit: u32, after: Option<&str>) -> Result<Vec<FunctionVersion>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM function_versions WHERE version = 0 AND name > ?1 \
@@ -466,8 +501,7 @@ impl MetadataStore {
         collect_versions(rows)
     }
 
-    /// Every version of a function, `$LATEST` first; empty when the function does not exist.
-    pub fn versions(&self, name: &FunctionName) -> Result<Vec<FunctionVersion>, MetadataError> {
+    fn versions(&self, name: &FunctionName) -> Result<Vec<FunctionVersion>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM function_versions WHERE name = ?1 ORDER BY version"
@@ -476,8 +510,7 @@ impl MetadataStore {
         collect_versions(rows)
     }
 
-    /// Every version of every function (for warming the executor at start-up).
-    pub fn all_versions(&self) -> Result<Vec<FunctionVersion>, MetadataError> {
+    fn all_versions(&self) -> Result<Vec<FunctionVersion>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM function_versions ORDER BY name, version"
@@ -486,15 +519,11 @@ impl MetadataStore {
         collect_versions(rows)
     }
 
-    /// Publishes `$LATEST` as the next version number. Like Lambda, when `$LATEST` has not changed
-    /// since the newest published version, that version is returned instead of a new one; the
-    /// boolean says whether a version was created.
-    pub fn publish(
+    fn publish_if_revision(
         &self,
         name: &FunctionName,
-        description: Option<&str>,
-        now: &str,
-        revision_id: &str,
+        publish: &Publish<'_>,
+        revision: Option<&str>,
     ) -> Result<(FunctionVersion, bool), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
@@ -510,6 +539,7 @@ impl MetadataStore {
             .optional()?
             .transpose()?
             .ok_or_else(|| MetadataError::NoSuchFunction(name.to_string()))?;
+        check_revision(name.as_str(), &latest.revision_id, revision)?;
         let newest = tx
             .query_row(&select, params![name.as_str(), 0], row_to_version)
             .optional()?
@@ -534,19 +564,17 @@ impl MetadataStore {
         })?;
         let mut version = latest;
         version.version = Qualifier::Version(number);
-        if let Some(d) = description {
+        if let Some(d) = publish.description {
             version.config.description = d.to_owned();
         }
-        version.last_modified = now.to_owned();
-        version.revision_id = revision_id.to_owned();
+        version.last_modified = publish.now.to_owned();
+        version.revision_id = publish.revision_id.to_owned();
         insert_version(&tx, &version)?;
         tx.commit()?;
         Ok((version, true))
     }
 
-    /// Deletes a function and all its versions; returns the code hashes they referenced, or
-    /// `NoSuchFunction`.
-    pub fn delete(&self, name: &FunctionName) -> Result<Vec<String>, MetadataError> {
+    fn delete(&self, name: &FunctionName) -> Result<Vec<String>, MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let hashes = {
@@ -574,8 +602,7 @@ impl MetadataStore {
         Ok(hashes)
     }
 
-    /// Whether any version of any function uses the code `sha256`.
-    pub fn code_in_use(&self, sha256: &str) -> Result<bool, MetadataError> {
+    fn code_in_use(&self, sha256: &str) -> Result<bool, MetadataError> {
         let conn = self.conn.lock();
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM function_versions WHERE code_sha256 = ?1",
@@ -584,9 +611,10 @@ impl MetadataStore {
         )?;
         Ok(n > 0)
     }
+}
 
-    /// Stores a batch of invocation records in one transaction.
-    pub fn record_invocations(&self, records: &[InvocationRecord]) -> Result<(), MetadataError> {
+impl InvocationStore for SqliteMetadataStore {
+    fn record_invocations(&self, records: &[InvocationRecord]) -> Result<(), MetadataError> {
         let mut conn = self.records.lock();
         let tx = conn.transaction()?;
         {
@@ -619,8 +647,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Keeps only the newest `keep` invocation records.
-    pub fn prune_invocations(&self, keep: u64) -> Result<usize, MetadataError> {
+    fn prune_invocations(&self, keep: u64) -> Result<usize, MetadataError> {
         let conn = self.records.lock();
         Ok(conn.execute(
             "DELETE FROM invocations WHERE rowid <= \
@@ -629,8 +656,7 @@ impl MetadataStore {
         )?)
     }
 
-    /// One invocation record.
-    pub fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, MetadataError> {
+    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, MetadataError> {
         let conn = self.records.lock();
         let r = conn
             .query_row(
@@ -642,8 +668,7 @@ impl MetadataStore {
         Ok(r)
     }
 
-    /// The newest `limit` invocations of a function, newest first.
-    pub fn recent_invocations(
+    fn recent_invocations(
         &self,
         function: &FunctionName,
         limit: u32,
@@ -657,9 +682,7 @@ impl MetadataStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Invocation records that started in `[from_ms, to_ms)`, oldest first, optionally of one
-    /// function, at most `limit`.
-    pub fn invocations_between(
+    fn invocations_between(
         &self,
         function: Option<&str>,
         from_ms: i64,
@@ -676,8 +699,7 @@ impl MetadataStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Adds metered usage to the per-minute totals, in one transaction.
-    pub fn add_usage(&self, rows: &[UsageRow]) -> Result<(), MetadataError> {
+    fn add_usage(&self, rows: &[UsageRow]) -> Result<(), MetadataError> {
         let mut conn = self.records.lock();
         let tx = conn.transaction()?;
         {
@@ -717,9 +739,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Metered usage in a time range (whole minutes: a minute counts when it starts in the
-    /// range), grouped as asked, groups in key order.
-    pub fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageGroupSums>, MetadataError> {
+    fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageGroupSums>, MetadataError> {
         let key = match q.group {
             UsageGroup::Total => "''",
             UsageGroup::Tenant => "tenant",
@@ -842,10 +862,80 @@ pub(crate) mod tests {
         }
     }
 
+    /// Publishes `$LATEST` of `name` whatever its revision.
+    pub(crate) fn publish(
+        store: &SqliteMetadataStore,
+        name: &FunctionName,
+        description: Option<&str>,
+        revision_id: &str,
+    ) -> Result<(FunctionVersion, bool), MetadataError> {
+        let publish = Publish {
+            description,
+            now: "t",
+            revision_id,
+        };
+        store.publish_if_revision(name, &publish, None)
+    }
+
+    #[test]
+    fn changes_from_a_stale_revision_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteMetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let name = FunctionName::new("f").expect("name");
+        store.create(&version("f", "aa")).expect("create");
+        let mut next = version("f", "bb");
+        next.revision_id = "r2".into();
+        let stale = store.replace_latest_if_revision(&next, Some("r0"));
+        assert!(
+            matches!(&stale, Err(MetadataError::RevisionMismatch { given, current, .. })
+                if given == "r0" && current == "r1"),
+            "{stale:?}"
+        );
+        let kept = store
+            .get(&name, Qualifier::Latest)
+            .expect("get")
+            .expect("f");
+        assert_eq!(kept.code_sha256, "aa", "a refused change writes nothing");
+        store
+            .replace_latest_if_revision(&next, Some("r1"))
+            .expect("current revision");
+        // The revision the first writer read is gone now: a second writer holding it loses.
+        let mut late = version("f", "cc");
+        late.revision_id = "r3".into();
+        assert!(matches!(
+            store.replace_latest_if_revision(&late, Some("r1")),
+            Err(MetadataError::RevisionMismatch { .. })
+        ));
+        let v = Publish {
+            description: None,
+            now: "t",
+            revision_id: "p1",
+        };
+        assert!(matches!(
+            store.publish_if_revision(&name, &v, Some("r1")),
+            Err(MetadataError::RevisionMismatch { .. })
+        ));
+        assert_eq!(store.versions(&name).expect("versions").len(), 1);
+        let (one, created) = store
+            .publish_if_revision(&name, &v, Some("r2"))
+            .expect("publish");
+        assert!(created);
+        assert_eq!(
+            (one.version, one.code_sha256.as_str()),
+            (Qualifier::Version(1), "bb")
+        );
+        let missing = FunctionName::new("nope").expect("name");
+        late.name = missing;
+        assert!(matches!(
+            store.replace_latest_if_revision(&late, Some("r1")),
+            Err(MetadataError::NoSuchFunction(_))
+        ));
+    }
+
     #[test]
     fn create_publish_and_delete() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let store = SqliteMetadataStore::open(&dir.path().join("m.db")).expect("open");
         let v = version("f", "aa");
         store.create(&v).expect("create");
         assert!(matches!(
@@ -853,20 +943,38 @@ pub(crate) mod tests {
             Err(MetadataError::AlreadyExists(_))
         ));
         let name = v.name.clone();
-        let (v1, created) = store.publish(&name, None, "t", "r2").expect("publish");
+        let (v1, created) = publish(&store, &name, None, "r2").expect("publish");
         assert!(created);
         assert_eq!(v1.version, Qualifier::Version(1));
         let (again, created) = store
-            .publish(&name, None, "t", "r3")
+            .publish_if_revision(
+                &name,
+                &Publish {
+                    description: None,
+                    now: "t",
+                    revision_id: "r3",
+                },
+                None,
+            )
             .expect("publish again");
         assert!(!created, "unchanged $LATEST publishes nothing new");
         assert_eq!(again.version, Qualifier::Version(1));
 
         let mut changed = version("f", "bb");
         changed.config.memory_mb = 256;
-        store.replace_latest(&changed).expect("update");
+        store
+            .replace_latest_if_revision(&changed, None)
+            .expect("update");
         let (v2, created) = store
-            .publish(&name, Some("two"), "t", "r4")
+            .publish_if_revision(
+                &name,
+                &Publish {
+                    description: Some("two"),
+                    now: "t",
+                    revision_id: "r4",
+                },
+                None,
+            )
             .expect("publish");
         assert!(created);
         assert_eq!(v2.version, Qualifier::Version(2));
@@ -891,7 +999,7 @@ pub(crate) mod tests {
     #[test]
     fn list_pages_by_name() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let store = SqliteMetadataStore::open(&dir.path().join("m.db")).expect("open");
         for n in ["c", "a", "b"] {
             store.create(&version(n, "aa")).expect("create");
         }
@@ -906,7 +1014,7 @@ pub(crate) mod tests {
     #[test]
     fn invocations_round_trip_and_prune() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let store = SqliteMetadataStore::open(&dir.path().join("m.db")).expect("open");
         let recs: Vec<_> = (0..5)
             .map(|i| InvocationRecord {
                 id: format!("id{i}"),
@@ -945,7 +1053,7 @@ pub(crate) mod tests {
     #[test]
     fn usage_adds_up_and_groups() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let store = SqliteMetadataStore::open(&dir.path().join("m.db")).expect("open");
         let row = |minute: i64, tenant: &str, function: &str, n: u64| UsageRow {
             minute_ms: minute * 60_000,
             tenant: tenant.into(),

@@ -12,7 +12,10 @@ use lambent_core::{
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use crate::metadata::{MetadataError, MetadataStore, is_unique_violation, version_number};
+use crate::metadata::{
+    MetadataError, SqliteMetadataStore, check_revision, is_unique_violation, version_number,
+};
+use crate::registry::{KeyStore, RoutingStore};
 
 /// A stored access key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,11 +176,8 @@ pub struct ProvisionedScheduleRow {
     pub provisioned: u32,
 }
 
-impl MetadataStore {
-    // ----- aliases ----------------------------------------------------------------------
-
-    /// Creates an alias; its versions must exist.
-    pub fn create_alias(&self, alias: &Alias) -> Result<(), MetadataError> {
+impl RoutingStore for SqliteMetadataStore {
+    fn create_alias(&self, alias: &Alias) -> Result<(), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         alias_versions_exist(&tx, alias)?;
@@ -206,10 +206,25 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Replaces an existing alias; its versions must exist.
-    pub fn update_alias(&self, alias: &Alias) -> Result<(), MetadataError> {
+    fn update_alias_if_revision(
+        &self,
+        alias: &Alias,
+        revision: Option<&str>,
+    ) -> Result<(), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
+        if revision.is_some() {
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT revision_id FROM aliases WHERE function = ?1 AND name = ?2",
+                    params![alias.function.as_str(), alias.name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(current) = current {
+                check_revision(alias.function.as_str(), &current, revision)?;
+            }
+        }
         alias_versions_exist(&tx, alias)?;
         let n = tx.execute(
             "UPDATE aliases SET version = ?3, description = ?4, weights = ?5, revision_id = ?6 \
@@ -233,8 +248,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// One alias.
-    pub fn alias(
+    fn alias(
         &self,
         function: &FunctionName,
         name: &AliasName,
@@ -249,8 +263,7 @@ impl MetadataStore {
         .transpose()
     }
 
-    /// A function's aliases by name.
-    pub fn aliases(&self, function: &FunctionName) -> Result<Vec<Alias>, MetadataError> {
+    fn aliases(&self, function: &FunctionName) -> Result<Vec<Alias>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {ALIAS_COLUMNS} FROM aliases WHERE function = ?1 ORDER BY name"
@@ -263,12 +276,7 @@ impl MetadataStore {
         Ok(out)
     }
 
-    /// Deletes an alias and the function URL that calls it; `NoSuchAlias` if it does not exist.
-    pub fn delete_alias(
-        &self,
-        function: &FunctionName,
-        name: &AliasName,
-    ) -> Result<(), MetadataError> {
+    fn delete_alias(&self, function: &FunctionName, name: &AliasName) -> Result<(), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let n = tx.execute(
@@ -289,8 +297,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Deletes one published version; refused while an alias routes to it. Returns its code hash.
-    pub fn delete_version(
+    fn delete_version(
         &self,
         function: &FunctionName,
         version: u32,
@@ -342,8 +349,7 @@ impl MetadataStore {
 
     // ----- reserved concurrency ---------------------------------------------------------
 
-    /// Sets a function's reserved concurrency.
-    pub fn put_reserved_concurrency(
+    fn put_reserved_concurrency(
         &self,
         function: &FunctionName,
         reserved: u32,
@@ -359,11 +365,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Removes a function's reservation; true if there was one.
-    pub fn delete_reserved_concurrency(
-        &self,
-        function: &FunctionName,
-    ) -> Result<bool, MetadataError> {
+    fn delete_reserved_concurrency(&self, function: &FunctionName) -> Result<bool, MetadataError> {
         let conn = self.conn.lock();
         Ok(conn.execute(
             "DELETE FROM function_concurrency WHERE function = ?1",
@@ -371,8 +373,7 @@ impl MetadataStore {
         )? > 0)
     }
 
-    /// Every reservation, by function.
-    pub fn reserved_concurrency(&self) -> Result<BTreeMap<String, u32>, MetadataError> {
+    fn reserved_concurrency(&self) -> Result<BTreeMap<String, u32>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt =
             conn.prepare_cached("SELECT function, reserved FROM function_concurrency")?;
@@ -382,8 +383,7 @@ impl MetadataStore {
 
     // ----- admission queueing -----------------------------------------------------------
 
-    /// Sets how long a refused call of `function` may wait for a slot.
-    pub fn put_admission_wait(
+    fn put_admission_wait(
         &self,
         function: &FunctionName,
         max_wait_ms: u32,
@@ -399,8 +399,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Removes a function's own admission wait; true if there was one.
-    pub fn delete_admission_wait(&self, function: &FunctionName) -> Result<bool, MetadataError> {
+    fn delete_admission_wait(&self, function: &FunctionName) -> Result<bool, MetadataError> {
         let conn = self.conn.lock();
         Ok(conn.execute(
             "DELETE FROM function_admission WHERE function = ?1",
@@ -408,8 +407,7 @@ impl MetadataStore {
         )? > 0)
     }
 
-    /// Every function's own admission wait, in ms.
-    pub fn admission_waits(&self) -> Result<BTreeMap<String, u32>, MetadataError> {
+    fn admission_waits(&self) -> Result<BTreeMap<String, u32>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt =
             conn.prepare_cached("SELECT function, max_wait_ms FROM function_admission")?;
@@ -419,8 +417,7 @@ impl MetadataStore {
 
     // ----- scaling settings ---------------------------------------------------------------
 
-    /// Sets `function`'s own scaling settings.
-    pub fn put_scaling(
+    fn put_scaling(
         &self,
         function: &FunctionName,
         scaling: &ScalingConfig,
@@ -441,8 +438,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Removes `function`'s own scaling settings; true if it had some.
-    pub fn delete_scaling(&self, function: &FunctionName) -> Result<bool, MetadataError> {
+    fn delete_scaling(&self, function: &FunctionName) -> Result<bool, MetadataError> {
         let conn = self.conn.lock();
         Ok(conn.execute(
             "DELETE FROM function_scaling WHERE function = ?1",
@@ -450,8 +446,7 @@ impl MetadataStore {
         )? > 0)
     }
 
-    /// Every function's own scaling settings.
-    pub fn scaling(&self) -> Result<BTreeMap<String, ScalingConfig>, MetadataError> {
+    fn scaling(&self) -> Result<BTreeMap<String, ScalingConfig>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT function, instance_concurrency, keep_alive, keep_alive_s FROM function_scaling",
@@ -478,8 +473,7 @@ impl MetadataStore {
 
     // ----- provisioned concurrency ------------------------------------------------------
 
-    /// Sets the provisioned concurrency of `function:qualifier` (a version or an alias).
-    pub fn put_provisioned(
+    fn put_provisioned(
         &self,
         function: &FunctionName,
         qualifier: &str,
@@ -498,8 +492,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Removes a provisioned concurrency configuration; true if there was one.
-    pub fn delete_provisioned(
+    fn delete_provisioned(
         &self,
         function: &FunctionName,
         qualifier: &str,
@@ -511,9 +504,7 @@ impl MetadataStore {
         )? > 0)
     }
 
-    /// Provisioned concurrency configurations: (function, qualifier, requested, updated ms),
-    /// of one function or all.
-    pub fn provisioned(
+    fn provisioned(
         &self,
         function: Option<&FunctionName>,
     ) -> Result<Vec<(String, String, u32, i64)>, MetadataError> {
@@ -528,11 +519,7 @@ impl MetadataStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Stores a scheduled change of provisioned concurrency (replacing one of the same name).
-    pub fn put_provisioned_schedule(
-        &self,
-        row: &ProvisionedScheduleRow,
-    ) -> Result<(), MetadataError> {
+    fn put_provisioned_schedule(&self, row: &ProvisionedScheduleRow) -> Result<(), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let function = FunctionName::new(&row.function)
@@ -547,8 +534,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Removes a scheduled change; true if there was one.
-    pub fn delete_provisioned_schedule(
+    fn delete_provisioned_schedule(
         &self,
         function: &FunctionName,
         name: &str,
@@ -560,8 +546,7 @@ impl MetadataStore {
         )? > 0)
     }
 
-    /// Removes the scheduled changes of `function:qualifier` (its alias was deleted).
-    pub fn delete_provisioned_schedules_of(
+    fn delete_provisioned_schedules_of(
         &self,
         function: &FunctionName,
         qualifier: &str,
@@ -573,8 +558,7 @@ impl MetadataStore {
         )?)
     }
 
-    /// Scheduled changes of provisioned concurrency, of one function or all.
-    pub fn provisioned_schedules(
+    fn provisioned_schedules(
         &self,
         function: Option<&FunctionName>,
     ) -> Result<Vec<ProvisionedScheduleRow>, MetadataError> {
@@ -597,9 +581,7 @@ impl MetadataStore {
 
     // ----- function URLs ----------------------------------------------------------------
 
-    /// Stores a function URL configuration; `replace` says whether one may exist already (an
-    /// update) or must not (a create).
-    pub fn put_url(&self, url: &FunctionUrlConfig, replace: bool) -> Result<(), MetadataError> {
+    fn put_url(&self, url: &FunctionUrlConfig, replace: bool) -> Result<(), MetadataError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         function_exists(&tx, &url.function)?;
@@ -648,8 +630,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// One function URL configuration.
-    pub fn url(
+    fn url(
         &self,
         function: &FunctionName,
         alias: Option<&AliasName>,
@@ -664,8 +645,7 @@ impl MetadataStore {
         .transpose()
     }
 
-    /// Every function URL configuration.
-    pub fn urls(&self) -> Result<Vec<FunctionUrlConfig>, MetadataError> {
+    fn urls(&self) -> Result<Vec<FunctionUrlConfig>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(&format!("SELECT {URL_COLUMNS} FROM function_urls"))?;
         let rows = stmt.query_map([], row_to_url)?;
@@ -676,8 +656,7 @@ impl MetadataStore {
         Ok(out)
     }
 
-    /// Deletes a function URL configuration; `NoSuchUrl` if there is none.
-    pub fn delete_url(
+    fn delete_url(
         &self,
         function: &FunctionName,
         alias: Option<&AliasName>,
@@ -695,8 +674,7 @@ impl MetadataStore {
 
     // ----- account ----------------------------------------------------------------------
 
-    /// Function count and code size over all versions.
-    pub fn account_usage(&self) -> Result<AccountUsage, MetadataError> {
+    fn account_usage(&self) -> Result<AccountUsage, MetadataError> {
         let conn = self.conn.lock();
         let (count, size): (i64, i64) = conn.query_row(
             "SELECT (SELECT COUNT(*) FROM function_versions WHERE version = 0), \
@@ -709,12 +687,10 @@ impl MetadataStore {
             total_code_size: u64::try_from(size).unwrap_or(0),
         })
     }
+}
 
-    // ----- access keys ------------------------------------------------------------------
-
-    /// Stores a key; an existing key with the same id is replaced (so the operator's
-    /// `LAMBENT_SECRET_ACCESS_KEY` wins over what an earlier start stored).
-    pub fn put_access_key(&self, key: &AccessKeyRow) -> Result<(), MetadataError> {
+impl KeyStore for SqliteMetadataStore {
+    fn put_access_key(&self, key: &AccessKeyRow) -> Result<(), MetadataError> {
         let conn = self.conn.lock();
         conn.execute(
             "INSERT OR REPLACE INTO access_keys (id, secret, description, created, admin, role) \
@@ -731,8 +707,7 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Every key, oldest first.
-    pub fn access_keys(&self) -> Result<Vec<AccessKeyRow>, MetadataError> {
+    fn access_keys(&self) -> Result<Vec<AccessKeyRow>, MetadataError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT id, secret, description, created, role FROM access_keys ORDER BY created, id",
@@ -753,8 +728,7 @@ impl MetadataStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Deletes a key; false if there was none.
-    pub fn delete_access_key(&self, id: &str) -> Result<bool, MetadataError> {
+    fn delete_access_key(&self, id: &str) -> Result<bool, MetadataError> {
         let conn = self.conn.lock();
         Ok(conn.execute("DELETE FROM access_keys WHERE id = ?1", [id])? > 0)
     }
@@ -763,7 +737,8 @@ impl MetadataStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::tests::version;
+    use crate::metadata::tests::{publish, version};
+    use crate::registry::FunctionStore;
 
     /// Keys stored by a lambent from before roles keep working: the admin key is `admin`, the
     /// others `deploy`.
@@ -782,7 +757,7 @@ mod tests {
             )
             .expect("old schema");
         }
-        let s = MetadataStore::open(&path).expect("open old database");
+        let s = SqliteMetadataStore::open(&path).expect("open old database");
         let roles: Vec<(String, KeyRole)> = s
             .access_keys()
             .expect("keys")
@@ -806,7 +781,7 @@ mod tests {
         })
         .expect("put");
         drop(s);
-        let s = MetadataStore::open(&path).expect("reopen");
+        let s = SqliteMetadataStore::open(&path).expect("reopen");
         let roles: Vec<KeyRole> = s
             .access_keys()
             .expect("keys")
@@ -816,9 +791,9 @@ mod tests {
         assert_eq!(roles, [KeyRole::Admin, KeyRole::Deploy, KeyRole::Invoke]);
     }
 
-    fn store() -> (tempfile::TempDir, MetadataStore) {
+    fn store() -> (tempfile::TempDir, SqliteMetadataStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = MetadataStore::open(&dir.path().join("m.db")).expect("open");
+        let s = SqliteMetadataStore::open(&dir.path().join("m.db")).expect("open");
         (dir, s)
     }
 
@@ -842,9 +817,10 @@ mod tests {
             s.create_alias(&alias(Qualifier::Version(1), &[])),
             Err(MetadataError::NoSuchVersion { .. })
         ));
-        s.publish(&name, None, "t", "r1").expect("v1");
-        s.replace_latest(&version("f", "bb")).expect("latest");
-        s.publish(&name, None, "t", "r2").expect("v2");
+        publish(&s, &name, None, "r1").expect("v1");
+        s.replace_latest_if_revision(&version("f", "bb"), None)
+            .expect("latest");
+        publish(&s, &name, None, "r2").expect("v2");
         let a = alias(Qualifier::Version(1), &[(2, 0.25)]);
         s.create_alias(&a).expect("alias");
         assert!(matches!(
@@ -856,8 +832,22 @@ mod tests {
             s.delete_version(&name, 2),
             Err(MetadataError::VersionInUse { version: 2, .. })
         ));
-        s.update_alias(&alias(Qualifier::Version(2), &[]))
+        let mut moved = alias(Qualifier::Version(2), &[]);
+        moved.revision_id = "r-next".into();
+        assert!(
+            matches!(
+                s.update_alias_if_revision(&moved, Some("stale")),
+                Err(MetadataError::RevisionMismatch { .. })
+            ),
+            "a stale revision is refused"
+        );
+        assert_eq!(s.alias(&name, &a.name).expect("get"), Some(a.clone()));
+        s.update_alias_if_revision(&moved, Some("r"))
             .expect("update");
+        assert!(matches!(
+            s.update_alias_if_revision(&moved, Some("r")),
+            Err(MetadataError::RevisionMismatch { .. })
+        ));
         assert_eq!(s.delete_version(&name, 1).expect("delete v1"), "aa");
         assert_eq!(s.aliases(&name).expect("list").len(), 1);
         s.delete_alias(&name, &a.name).expect("delete alias");

@@ -372,6 +372,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 test_clock: args.test_clock,
             },
         })
+        .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?,
     );
     platform.keys().preauth_budget().set_limit(

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use lambent_control::AliasUpdate;
+use lambent_control::{AliasUpdate, ControlError};
 use lambent_core::limits::{DEFAULT_PAGE_SIZE, MAX_CODE_BYTES, MAX_PAGE_SIZE};
 use lambent_core::{
     AliasName, FunctionCreate, FunctionName, FunctionUpdate, FunctionVersion, Qualifier, Selector,
@@ -287,7 +287,7 @@ pub async fn create(State(p): State<AppState>, headers: HeaderMap, body: Body) -
     };
     let mut v = p.create(name.clone(), create, code).await?;
     if req.publish == Some(true) {
-        v = p.publish(&name, None).await?.0;
+        v = p.publish(&name, None, None).await?.0;
     }
     Ok(version_response(&p, &v, StatusCode::CREATED))
 }
@@ -390,16 +390,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Refuses the call when the caller's `RevisionId` is not the current one.
+/// Refuses a dry run when the caller's `RevisionId` is not the current one (a real change
+/// passes the revision on, and the store compares it as it writes).
 fn check_revision(given: Option<&str>, current: &str) -> Result<()> {
     match given {
-        Some(r) if r != current => Err(LambdaError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailedException",
-            format!(
-                "RevisionId {r} is not the current revision ({current}); read the function again and retry"
-            ),
-        )),
+        Some(r) if r != current => Err(ControlError::RevisionMismatch {
+            given: r.to_owned(),
+            current: current.to_owned(),
+        }
+        .into()),
         _ => Ok(()),
     }
 }
@@ -451,14 +450,16 @@ pub async fn update_code(
         source_kms_key_arn: req.source_kms_key_arn,
     }
     .bytes()?;
-    let current = p.get(&name, Qualifier::Latest)?;
-    check_revision(req.revision_id.as_deref(), &current.revision_id)?;
     if req.dry_run == Some(true) {
+        let current = p.get(&name, Qualifier::Latest)?;
+        check_revision(req.revision_id.as_deref(), &current.revision_id)?;
         return Ok(version_response(&p, &current, StatusCode::OK));
     }
-    let mut v = p.update_code(&name, code).await?;
+    let mut v = p
+        .update_code(&name, code, req.revision_id.as_deref())
+        .await?;
     if req.publish == Some(true) {
-        v = p.publish(&name, None).await?.0;
+        v = p.publish(&name, None, None).await?.0;
     }
     Ok(version_response(&p, &v, StatusCode::OK))
 }
@@ -510,7 +511,6 @@ pub async fn update_configuration(
         &req.image_config,
     );
     let current = p.get(&name, Qualifier::Latest)?;
-    check_revision(req.revision_id.as_deref(), &current.revision_id)?;
     if let Some(r) = &req.runtime {
         let wanted: lambent_core::Runtime = r
             .parse()
@@ -532,7 +532,9 @@ pub async fn update_configuration(
         egress: None,
         role: req.role,
     };
-    let v = p.update_config(&name, &update).await?;
+    let v = p
+        .update_config(&name, &update, req.revision_id.as_deref())
+        .await?;
     Ok(version_response(&p, &v, StatusCode::OK))
 }
 
@@ -554,7 +556,6 @@ pub async fn publish(
     let name = unqualified(&raw)?;
     let req: PublishRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
     let latest = p.get(&name, Qualifier::Latest)?;
-    check_revision(req.revision_id.as_deref(), &latest.revision_id)?;
     if let Some(sha) = &req.code_sha256 {
         let current = super::code_sha256_base64(&latest.code_sha256);
         if *sha != current {
@@ -563,7 +564,13 @@ pub async fn publish(
             )));
         }
     }
-    let (v, _) = p.publish(&name, req.description.as_deref()).await?;
+    let (v, _) = p
+        .publish(
+            &name,
+            req.description.as_deref(),
+            req.revision_id.as_deref(),
+        )
+        .await?;
     Ok(version_response(&p, &v, StatusCode::CREATED))
 }
 
@@ -708,9 +715,6 @@ pub async fn update_alias(
     let name = unqualified(&raw)?;
     let alias = alias_name(&alias)?;
     let req: UpdateAliasRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    if let Some(r) = &req.revision_id {
-        check_revision(Some(r), &p.alias(&name, &alias)?.revision_id)?;
-    }
     let update = AliasUpdate {
         version: req
             .function_version
@@ -720,7 +724,9 @@ pub async fn update_alias(
         description: req.description,
         additional_weights: req.routing_config.map(RoutingInput::weights).transpose()?,
     };
-    let a = p.update_alias(&name, &alias, update).await?;
+    let a = p
+        .update_alias(&name, &alias, update, req.revision_id.as_deref())
+        .await?;
     Ok(reply(StatusCode::OK, alias_configuration(p.region(), &a)))
 }
 
