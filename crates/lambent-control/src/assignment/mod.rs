@@ -69,10 +69,13 @@
 //!   its idle instances are stopped and its epoch bumped: busy ones stop when their call ends
 //!   instead of going back, and starts under way are not kept. The epoch is per function (high
 //!   half) and per version (low half). Retiring one version also drops its provisioned
-//!   configuration (the control plane applies it again on the new revision); deleting a
-//!   function forgets its provisioned instances and idle history.
+//!   configuration in the pool (only `$LATEST` is retired alone, on every change of its code or
+//!   configuration, and `$LATEST` takes no provisioned concurrency); deleting a function forgets
+//!   its provisioned instances and idle history.
 //! - **Drain**: at shutdown the pool stops every idle instance and keeps nothing more (the
-//!   reaper ends); busy ones stop when their call ends. The process executor then waits for the
+//!   reaper ends). A call that outlasts the shutdown stops its instance when it ends (before
+//!   the pool, the process executor put it back into an idle list that nothing read any more,
+//!   so that sandbox lived until the process exited). The process executor then waits for the
 //!   sandboxes' cgroups to go (`ProcessExecutor::drained`).
 //! - **Stats**: `started` (every start, a call's or ahead of calls, counted when it gets its
 //!   turn among the [`PoolConfig::concurrent_starts`]), `reaped`, `prewarmed`, `evicted`, and
