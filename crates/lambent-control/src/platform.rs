@@ -24,15 +24,14 @@ use lambent_wasm::{
     BodyError, CodeError, Completion, EngineError, Failure, InvokeContext, InvokeError, OnComplete,
     PreparedCode, ResponseBody, WasmEngine, WasmEngineConfig,
 };
+use parking_lot::RwLock;
+use tokio::sync::OnceCell;
 
 use crate::assignment::shared::{Seat, SharedInstances};
 use crate::assignment::wasm::{WasmCall, WasmExecutor};
 use crate::assignment::{
     Executor, InstancePool, LeaseError, PoolConfig, PoolKey, PoolStats, concurrent_starts,
 };
-use parking_lot::RwLock;
-use tokio::sync::OnceCell;
-
 use crate::auth::{Bootstrap, KeyError, KeyRing};
 use crate::concurrency::Concurrency;
 use crate::events::{EventStats, Events, EventsConfig};
@@ -245,6 +244,18 @@ pub(crate) struct ResolvedVersion {
     pub(crate) version: FunctionVersion,
     started: AtomicBool,
     spec: std::sync::OnceLock<Arc<FunctionSpec>>,
+    /// Whose instances the process tier's pool keeps for it.
+    pool_key: std::sync::OnceLock<PoolKey>,
+}
+
+impl ResolvedVersion {
+    /// The pool key of this version's instances.
+    pub(crate) fn pool_key(&self) -> &PoolKey {
+        self.pool_key.get_or_init(|| {
+            let v = &self.version;
+            PoolKey::new(DEFAULT_TENANT, v.name.as_str(), &v.version.to_string())
+        })
+    }
 }
 
 /// Code ready to run: compiled wasm, or an unpacked package for the process executor.
@@ -896,6 +907,7 @@ impl Platform {
             version,
             started: AtomicBool::new(false),
             spec: std::sync::OnceLock::new(),
+            pool_key: std::sync::OnceLock::new(),
         });
         Ok(self.versions.write().entry(key).or_insert(resolved).clone())
     }
@@ -1280,8 +1292,7 @@ impl Platform {
             recorder: &self.recorder,
             errors: &self.invocation_errors,
         };
-        let key = PoolKey::new(DEFAULT_TENANT, v.name.as_str(), &v.version.to_string());
-        let result = match pool.lease(&key, &spec, &id).await {
+        let result = match pool.lease(resolved.pool_key(), &spec, &id).await {
             Ok(mut lease) => {
                 let init = lease.init();
                 let result =

@@ -16,11 +16,10 @@ use lambent_core::{FunctionName, Qualifier, ScheduleName, Selector};
 use lambent_store::ProvisionedScheduleRow;
 use lambent_store::metadata::rfc3339_ms;
 
+use crate::assignment::Executor;
 use crate::assignment::wasm::WasmExecutor;
-use crate::assignment::{Executor, PoolKey};
 use crate::platform::{ControlError, LoadedCode, Platform, now_ms};
 use lambent_core::AliasName;
-use lambent_core::DEFAULT_TENANT;
 
 /// A provisioned concurrency configuration and how far it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,8 +252,7 @@ impl Platform {
                     *v = "provisioned-concurrency".into();
                 }
             }
-            let key = PoolKey::new(DEFAULT_TENANT, name.as_str(), &version.to_string());
-            pool.set_provisioned(&key, Arc::new(spec), requested);
+            pool.set_provisioned(resolved.pool_key(), Arc::new(spec), requested);
         }
         Ok(())
     }
@@ -300,12 +298,8 @@ impl Platform {
                             return Some((requested, None));
                         }
                         let pool = self.process_pool(resolved.version.config.runtime).ok()?;
-                        pool.provisioned_status(&PoolKey::new(
-                            DEFAULT_TENANT,
-                            &function,
-                            &v.to_string(),
-                        ))
-                        .map(|s| (s.allocated, s.failure))
+                        pool.provisioned_status(resolved.pool_key())
+                            .map(|s| (s.allocated, s.failure))
                     })
                     .unwrap_or((0, None));
                 ProvisionedConfig {

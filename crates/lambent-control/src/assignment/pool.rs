@@ -416,8 +416,10 @@ where
         let revision = spec.revision();
         let (epoch, idle) = {
             let mut state = self.inner.state.lock();
-            // A call makes any pre-warm of its version moot.
-            state.prewarms.remove(&(key.clone(), revision.to_owned()));
+            // A call makes any pre-warm of its version moot (no key is built when none is due).
+            if !state.prewarms.is_empty() {
+                state.prewarms.remove(&(key.clone(), revision.to_owned()));
+            }
             let idle = state
                 .last_end
                 .get(&key.function_key())
