@@ -676,4 +676,28 @@ mod tests {
         assert!(warm.contains("Billed Duration: 1 ms"), "{warm}");
         assert!(!warm.contains("Init Duration"));
     }
+
+    #[test]
+    fn a_failure_reads_as_the_functions_init_error_when_it_raised_one() {
+        let failure = |init_error| InvokeFailure {
+            error: InvokeError::RuntimeExited("exited with status 1".into()),
+            logs: String::new(),
+            cold_start: true,
+            init: Duration::ZERO,
+            init_error,
+        };
+        assert_eq!(
+            failure(None).to_string(),
+            "the function's runtime exited with status 1"
+        );
+        let import = FunctionError {
+            error_type: "Runtime.ImportModuleError".into(),
+            message: "No module named 'nope'".into(),
+            payload: Bytes::new(),
+        };
+        assert_eq!(
+            failure(Some(import)).to_string(),
+            "Runtime.ImportModuleError: No module named 'nope'"
+        );
+    }
 }
