@@ -121,12 +121,14 @@ pub struct ProvisionedStatus {
 }
 
 /// Why a call got no instance.
-#[derive(Debug)]
-pub enum LeaseError<F> {
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError<F: ExecutorFailure> {
     /// The node has no room for another instance (by count or memory), and no idle instance
     /// could be stopped to make some; the message says which.
+    #[error("no capacity to start another instance: {0}")]
     NoRoom(String),
     /// The instance started for the call failed to come up.
+    #[error("the instance did not start: {}", .0.reason())]
     Start(F),
 }
 
