@@ -245,17 +245,6 @@ impl KeepAlive {
     }
 }
 
-impl lambent_sandbox::KeepAliveAdvisor for KeepAlive {
-    fn observe_idle(&self, function: &str, idle: Duration) {
-        KeepAlive::observe_idle(self, function, idle);
-    }
-
-    fn windows(&self, function: &str) -> (Duration, Duration) {
-        let w = KeepAlive::windows(self, function);
-        (w.prewarm, w.keep_alive)
-    }
-}
-
 /// What replaying a trace under a policy cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReplayResult {

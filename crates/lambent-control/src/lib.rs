@@ -8,11 +8,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assignment;
 pub mod auth;
 pub mod concurrency;
 pub mod data_dir;
 mod events;
-mod instances;
 pub mod keepalive;
 pub mod meter;
 mod platform;
@@ -22,10 +22,10 @@ pub mod recorder;
 mod routing;
 mod schedules;
 
+pub use assignment::DEFAULT_KEEP_ALIVE;
 pub use events::{Clock, EventRequest, EventStats, EventsConfig};
 pub use lambent_sandbox::{
-    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_SANDBOXES, DEFAULT_UID_BASE, HELPER_ARG, PackageError,
-    helper_main,
+    DEFAULT_MAX_SANDBOXES, DEFAULT_UID_BASE, HELPER_ARG, PackageError, helper_main,
 };
 pub use lambent_store::events::{
     Enqueued, Event, EventState, Message, QueueCounts, QueueRow, ScheduleRow, TriggerRow,

@@ -15,9 +15,7 @@ use lambent_core::{
     InvocationRecord, KeepAliveSetting, MemoryBudget, MemoryReservation, NameError, Qualifier,
     Runtime, RuntimeFamily, ScalingConfig, Selector,
 };
-use lambent_sandbox::{
-    FunctionSpec, InvokeInput, PackageError, ProcessExecutor, SandboxConfig, SandboxStats,
-};
+use lambent_sandbox::{FunctionSpec, InvokeInput, PackageError, ProcessExecutor, SandboxConfig};
 use lambent_store::metadata::now_rfc3339;
 use lambent_store::{
     CodeStore, CodeStoreError, MetadataError, MetadataStore, Publish, SqliteEventStore,
@@ -30,10 +28,14 @@ use lambent_wasm::{
 use parking_lot::RwLock;
 use tokio::sync::OnceCell;
 
+use crate::assignment::shared::{Seat, SharedInstances};
+use crate::assignment::wasm::{WasmCall, WasmExecutor};
+use crate::assignment::{
+    Executor, InstancePool, LeaseError, PoolConfig, PoolKey, PoolStats, concurrent_starts,
+};
 use crate::auth::{Bootstrap, KeyError, KeyRing};
 use crate::concurrency::Concurrency;
 use crate::events::{EventStats, Events, EventsConfig};
-use crate::instances::{Seat, SharedInstances};
 use crate::keepalive::{KeepAlive, KeepAlivePolicy};
 use crate::meter::{FunctionMetrics, Sample};
 use crate::recorder::InvocationRecorder;
@@ -241,7 +243,7 @@ pub struct PlatformStats {
     /// Whether the pooling allocator is in use.
     pub pooling: bool,
     /// Sandbox counters (zero when process runtimes are unavailable).
-    pub sandboxes: SandboxStats,
+    pub sandboxes: PoolStats,
     /// Calls refused by a concurrency limit.
     pub throttles: u64,
     /// Calls in flight now.
@@ -256,6 +258,18 @@ pub(crate) struct ResolvedVersion {
     pub(crate) version: FunctionVersion,
     started: AtomicBool,
     spec: std::sync::OnceLock<Arc<FunctionSpec>>,
+    /// Whose instances the process tier's pool keeps for it.
+    pool_key: std::sync::OnceLock<PoolKey>,
+}
+
+impl ResolvedVersion {
+    /// The pool key of this version's instances.
+    pub(crate) fn pool_key(&self) -> &PoolKey {
+        self.pool_key.get_or_init(|| {
+            let v = &self.version;
+            PoolKey::new(DEFAULT_TENANT, v.name.as_str(), &v.version.to_string())
+        })
+    }
 }
 
 /// Code ready to run: compiled wasm, or an unpacked package for the process executor.
@@ -272,8 +286,10 @@ type CodeCell = Arc<OnceCell<LoadedCode>>;
 pub struct Platform {
     pub(crate) metadata: Arc<dyn MetadataStore>,
     code: CodeStore,
-    engine: Arc<WasmEngine>,
-    sandbox: Result<ProcessExecutor, String>,
+    /// The wasm tier: no pool, each call instantiates its prepared code.
+    wasm: WasmExecutor,
+    /// The process tier's warm sandboxes, or why there are none.
+    sandbox: Result<InstancePool<ProcessExecutor>, String>,
     max_sandboxes: usize,
     pub(crate) keep_alive: Arc<KeepAlive>,
     /// The platform's keep-alive (fixed, or the adaptive policy's fallback).
@@ -362,12 +378,21 @@ impl Platform {
             Some(helper) => ProcessExecutor::new(SandboxConfig {
                 data_dir: config.data_dir.clone(),
                 helper: helper.clone(),
-                keep_alive: config.keep_alive,
                 max_sandboxes: config.max_sandboxes,
-                budget: budget.clone(),
-                advisor: Some(keep_alive.clone()),
                 uid_base: config.sandbox_uid_base,
                 freeze_idle: config.freeze_idle,
+            })
+            .map(|executor| {
+                InstancePool::new(
+                    executor,
+                    PoolConfig {
+                        keep_alive: config.keep_alive,
+                        max_instances: config.max_sandboxes,
+                        budget: budget.clone(),
+                        concurrent_starts: concurrent_starts(),
+                    },
+                    keep_alive.clone(),
+                )
             })
             .map_err(|e| e.to_string()),
         };
@@ -424,7 +449,7 @@ impl Platform {
             recorder: Arc::new(InvocationRecorder::start(metadata.clone())),
             metadata,
             code,
-            engine: Arc::new(engine),
+            wasm: WasmExecutor::new(engine),
             sandbox,
             region: config.region.clone(),
             data_dir: config.data_dir.clone(),
@@ -465,7 +490,7 @@ impl Platform {
 
     /// Counters.
     pub fn stats(&self) -> PlatformStats {
-        let engine = self.engine.stats();
+        let engine = self.wasm.engine().stats();
         PlatformStats {
             invocations: self.invocations.load(Ordering::Relaxed),
             invocation_errors: self.invocation_errors.load(Ordering::Relaxed),
@@ -477,7 +502,7 @@ impl Platform {
             sandboxes: self
                 .sandbox
                 .as_ref()
-                .map(ProcessExecutor::stats)
+                .map(InstancePool::stats)
                 .unwrap_or_default(),
             throttles: self.throttles.load(Ordering::Relaxed),
             concurrent_executions: self.concurrency.in_flight(),
@@ -499,7 +524,7 @@ impl Platform {
     /// cleaned up (their cgroups removed).
     pub async fn drain(&self, timeout: Duration) {
         if let Ok(s) = &self.sandbox
-            && !s.drained(timeout).await
+            && !s.executor().drained(timeout).await
         {
             tracing::warn!(
                 "some sandboxes were still stopping at exit; the next start removes their cgroups"
@@ -507,19 +532,24 @@ impl Platform {
         }
     }
 
-    /// The process executor, or why there is none.
-    pub(crate) fn executor(&self, runtime: Runtime) -> Result<&ProcessExecutor, ControlError> {
+    /// The process tier's pool, or why there is none.
+    pub(crate) fn process_pool(
+        &self,
+        runtime: Runtime,
+    ) -> Result<&InstancePool<ProcessExecutor>, ControlError> {
         let unavailable = |reason: String| ControlError::RuntimeUnavailable { runtime, reason };
-        let executor = self.sandbox.as_ref().map_err(|r| unavailable(r.clone()))?;
-        executor.supports(runtime.family()).map_err(unavailable)?;
-        Ok(executor)
+        let pool = self.sandbox.as_ref().map_err(|r| unavailable(r.clone()))?;
+        pool.executor()
+            .supports(runtime.family())
+            .map_err(unavailable)?;
+        Ok(pool)
     }
 
     /// Stops warm sandboxes of a function whose version changed or that was deleted.
     pub(crate) fn retire(&self, name: &FunctionName, version: Option<Qualifier>) {
         if let Ok(s) = &self.sandbox {
             let v = version.map(|q| q.to_string());
-            s.retire(name.as_str(), v.as_deref());
+            s.retire(DEFAULT_TENANT, name.as_str(), v.as_deref());
         }
     }
 
@@ -546,18 +576,14 @@ impl Platform {
             });
         }
         if !runtime.is_wasm() {
-            let executor = self.executor(runtime)?.clone();
-            let dir = tokio::task::spawn_blocking(move || {
-                lambent_sandbox::package::inspect(&code)?;
-                let sha = lambent_store::code::sha256_hex(&code);
-                executor.unpack(&sha, &code)
-            })
-            .await
-            .map_err(|e| ControlError::Task(e.to_string()))??;
+            let executor = self.process_pool(runtime)?.executor().clone();
+            let dir = tokio::task::spawn_blocking(move || executor.prepare(runtime, &code))
+                .await
+                .map_err(|e| ControlError::Task(e.to_string()))??;
             return Ok(LoadedCode::Package(dir));
         }
-        let engine = self.engine.clone();
-        let prepared = tokio::task::spawn_blocking(move || engine.prepare(runtime, &code))
+        let wasm = self.wasm.clone();
+        let prepared = tokio::task::spawn_blocking(move || wasm.prepare(runtime, &code))
             .await
             .map_err(|e| ControlError::Task(e.to_string()))??;
         Ok(LoadedCode::Wasm(prepared))
@@ -589,7 +615,7 @@ impl Platform {
                         let _ = self.code.remove(&sha);
                     }
                     if let (LoadedCode::Package(_), Ok(s)) = (&prepared, &self.sandbox) {
-                        s.remove_package(&sha);
+                        s.executor().remove_package(&sha);
                     }
                 }
                 Err(e)
@@ -604,7 +630,7 @@ impl Platform {
                 Ok(false) => {
                     self.prepared.write().remove(&sha);
                     if let Ok(s) = &self.sandbox {
-                        s.remove_package(&sha);
+                        s.executor().remove_package(&sha);
                     }
                     if let Err(e) = self.code.remove(&sha) {
                         tracing::warn!(sha = %sha, error = %e, "cannot remove unused code");
@@ -822,7 +848,7 @@ impl Platform {
         self.concurrency.forget(name);
         self.recorder.meter().forget(name.as_str());
         if let Ok(sandbox) = &self.sandbox {
-            sandbox.forget_provisioned(name.as_str());
+            sandbox.forget_provisioned(DEFAULT_TENANT, name.as_str());
         }
         self.keep_alive.forget(name.as_str());
         self.shared.forget(name);
@@ -928,6 +954,7 @@ impl Platform {
             version,
             started: AtomicBool::new(false),
             spec: std::sync::OnceLock::new(),
+            pool_key: std::sync::OnceLock::new(),
         });
         Ok(self.versions.write().entry(key).or_insert(resolved).clone())
     }
@@ -1001,7 +1028,7 @@ impl Platform {
         let v = &resolved.version;
         let (code, load) = self.prepared_code(v).await.map_err(refused)?;
         let id = options.request_id.unwrap_or_else(new_id);
-        let code = match code {
+        let mut code = match code {
             LoadedCode::Wasm(code) => code,
             LoadedCode::Package(dir) => {
                 let call = ProcessCall {
@@ -1059,7 +1086,12 @@ impl Platform {
                 }
             })
         };
-        match self.engine.invoke(&code, request, &ctx, on_complete).await {
+        let wasm_call = WasmCall {
+            request,
+            ctx,
+            on_complete,
+        };
+        match self.wasm.invoke(&mut code, wasm_call, None).await {
             Ok(invocation) => Ok(Served {
                 invocation_id: call.id.clone(),
                 version: v.version,
@@ -1248,7 +1280,7 @@ impl Platform {
         } = process_call;
         let v = &resolved.version;
         let refused = refusal(started);
-        let executor = self.executor(v.config.runtime).map_err(&refused)?;
+        let pool = self.process_pool(v.config.runtime).map_err(&refused)?;
         let spec = self.spec(resolved, code_dir);
         let (parts, body) = request.into_parts();
         let body = body.map_err(Into::<BodyError>::into);
@@ -1307,7 +1339,26 @@ impl Platform {
             recorder: &self.recorder,
             errors: &self.invocation_errors,
         };
-        let result = executor.invoke(&spec, input).await;
+        let result = match pool.lease(resolved.pool_key(), &spec, &id).await {
+            Ok(mut lease) => {
+                let init = lease.init();
+                let result =
+                    Executor::invoke::<B>(pool.executor(), lease.instance(), input, init).await;
+                if result.is_ok() {
+                    lease.release();
+                }
+                // Dropped after a failure, the lease stops the instance.
+                result
+            }
+            Err(LeaseError::NoRoom(why)) => Err(lambent_sandbox::InvokeFailure {
+                error: InvokeError::Capacity(why),
+                logs: String::new(),
+                cold_start: true,
+                init: Duration::ZERO,
+                init_error: None,
+            }),
+            Err(LeaseError::Start(failure)) => Err(failure),
+        };
         abandoned.call = None;
         let call = Call {
             id: id.clone(),

@@ -16,6 +16,8 @@ use lambent_core::{FunctionName, Qualifier, ScheduleName, Selector};
 use lambent_store::ProvisionedScheduleRow;
 use lambent_store::metadata::rfc3339_ms;
 
+use crate::assignment::Executor;
+use crate::assignment::wasm::WasmExecutor;
 use crate::platform::{ControlError, LoadedCode, Platform, now_ms};
 use lambent_core::AliasName;
 
@@ -243,14 +245,14 @@ impl Platform {
         let resolved = self.resolve(name, version)?;
         let (code, _) = self.prepared_code(&resolved.version).await?;
         if let LoadedCode::Package(dir) = code {
-            let executor = self.executor(resolved.version.config.runtime)?;
+            let pool = self.process_pool(resolved.version.config.runtime)?;
             let mut spec = (*self.spec(&resolved, dir)).clone();
             for (k, v) in &mut spec.environment {
                 if k == "AWS_LAMBDA_INITIALIZATION_TYPE" {
                     *v = "provisioned-concurrency".into();
                 }
             }
-            executor.set_provisioned(Arc::new(spec), requested);
+            pool.set_provisioned(resolved.pool_key(), Arc::new(spec), requested);
         }
         Ok(())
     }
@@ -289,12 +291,14 @@ impl Platform {
                     .and_then(|s| self.main_version(name, &s).ok())
                     .and_then(|v| {
                         let resolved = self.resolve(name, v).ok()?;
-                        if resolved.version.config.runtime.is_wasm() {
+                        if resolved.version.config.runtime.is_wasm()
+                            && !WasmExecutor::KEEPS_INSTANCES
+                        {
+                            // Nothing to keep: every call gets a fresh instance.
                             return Some((requested, None));
                         }
-                        let executor = self.executor(resolved.version.config.runtime).ok()?;
-                        executor
-                            .provisioned_status(&function, &v.to_string())
+                        let pool = self.process_pool(resolved.version.config.runtime).ok()?;
+                        pool.provisioned_status(resolved.pool_key())
                             .map(|s| (s.allocated, s.failure))
                     })
                     .unwrap_or((0, None));
