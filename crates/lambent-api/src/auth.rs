@@ -147,13 +147,31 @@ pub(crate) struct UrlRoute {
     pub config: Option<Arc<FunctionUrlConfig>>,
 }
 
-/// The middleware.
-pub async fn authenticate(State(p): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if path == "/healthz" {
+/// The middleware of the router.
+pub async fn authenticate(State(p): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
-    if let Some(target) = url_target(path) {
+    let action = classify(
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    match admit(&p, req, action).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Lets a request through, authenticated (with its [`Caller`]) or on a public function URL
+/// (with its [`UrlRoute`]), or answers why not. `action` is what the request would do.
+pub(crate) async fn admit(
+    p: &AppState,
+    mut req: Request,
+    action: Action,
+) -> Result<Request, Response> {
+    if let Some(target) = url_target(req.uri().path()) {
         let config = p.url_config(&target.name, &target.qualifier);
         // A public URL needs no key; nor does a CORS preflight (browsers send it without
         // credentials), which the handler answers from the URL's CORS settings.
@@ -165,15 +183,9 @@ pub async fn authenticate(State(p): State<AppState>, mut req: Request, next: Nex
         });
         req.extensions_mut().insert(UrlRoute { target, config });
         if open {
-            return next.run(req).await;
+            return Ok(req);
         }
     }
-    let action = classify(
-        req.method(),
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
     let path = req.uri().path().to_owned();
     let authorization = req
         .headers()
@@ -191,36 +203,36 @@ pub async fn authenticate(State(p): State<AppState>, mut req: Request, next: Nex
         }
     };
     let (who, mut req) = match authorization.as_deref() {
-        None => return refuse(AuthError::Missing),
+        None => return Err(refuse(AuthError::Missing)),
         Some(a) if a.starts_with("Bearer ") => {
             let token = a["Bearer ".len()..].trim();
             match p.keys().verify_bearer(token) {
                 Ok(who) => (who, req),
-                Err(e) => return refuse(e),
+                Err(e) => return Err(refuse(e)),
             }
         }
-        Some(a) if a.starts_with(sigv4::ALGORITHM) => match signed(&p, &path, req).await {
+        Some(a) if a.starts_with(sigv4::ALGORITHM) => match signed(p, &path, req).await {
             Ok(ok) => ok,
-            Err(Refused::Auth(e)) => return refuse(e),
-            Err(Refused::Response(r)) => return closing(r),
+            Err(Refused::Auth(e)) => return Err(refuse(e)),
+            Err(Refused::Response(r)) => return Err(closing(r)),
         },
         Some(other) => {
-            return refuse(AuthError::UnsupportedScheme(
+            return Err(refuse(AuthError::UnsupportedScheme(
                 other.split_whitespace().next().unwrap_or("").to_owned(),
-            ));
+            )));
         }
     };
     if !who.role.allows(action) {
         tracing::debug!(path = %path, key = %who.key_id, role = %who.role, "request refused by role");
         let response = forbidden_role(&path, &who, action);
-        return if with_body {
+        return Err(if with_body {
             closing(response)
         } else {
             response
-        };
+        });
     }
     req.extensions_mut().insert(Caller(who.key_id));
-    next.run(req).await
+    Ok(req)
 }
 
 /// Why a signed request was not let through.

@@ -90,6 +90,22 @@ fn split_function_path(path: &str) -> Option<(&str, &str)> {
     })
 }
 
+/// Whether a path is one the router sends to [`function_url`]: `/fn/` and a target that is not
+/// empty.
+pub(crate) fn is_function_url(path: &str) -> bool {
+    path.strip_prefix("/fn/")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// A function URL call that came in by the front end's direct door: authenticated as the
+/// router's middleware would (role `invoke`), then handled by [`function_url`].
+pub(crate) async fn function_url_direct(p: AppState, req: Request) -> Response {
+    match crate::auth::admit(&p, req, lambent_core::Action::Invoke).await {
+        Ok(req) => function_url(State(p), req).await,
+        Err(refused) => refused,
+    }
+}
+
 /// `ANY /fn/{name}[:qualifier][/{*path}]`: for a wasm function the request goes to the function
 /// as it came, with the path relative to the function's URL, and its response comes back as it
 /// made it; for a process-tier function the request becomes Lambda's function URL event (payload

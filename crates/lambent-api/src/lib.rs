@@ -471,5 +471,34 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve_router(listener, router(platform), config, shutdown).await
+    let front = FrontEnd {
+        router: router(platform.clone()),
+        platform,
+    };
+    server::serve_front_end(listener, front, config, shutdown).await
+}
+
+/// What answers each request of a connection. Function URL calls, the hot path, go straight to
+/// their handler through the same authentication as the router's middleware; everything else
+/// (and the same function URLs, for tests that drive the router alone) goes through
+/// [`router`]. The direct door saves the router's matching and its middleware's boxing of the
+/// inner service and its future on every call.
+#[derive(Clone)]
+pub(crate) struct FrontEnd {
+    router: Router,
+    platform: AppState,
+}
+
+impl FrontEnd {
+    pub(crate) async fn respond(self, req: axum::extract::Request) -> axum::response::Response {
+        if invoke::is_function_url(req.uri().path()) {
+            invoke::function_url_direct(self.platform, req).await
+        } else {
+            use tower::ServiceExt as _;
+            match self.router.oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    }
 }

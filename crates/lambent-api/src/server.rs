@@ -18,6 +18,7 @@
 //! server is full and can retry, while a waiting connection would hang behind whoever holds the
 //! slots (for up to the timeouts above) and still hold a descriptor and a backlog entry.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -26,7 +27,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
@@ -37,7 +37,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
-use tower::ServiceExt as _;
+
+use crate::FrontEnd;
 
 /// How long a caller has to send a whole request head, from its first byte (for a new connection,
 /// from being accepted). nginx's `client_header_timeout` is 60 s; 10 s is plenty for any real
@@ -82,9 +83,9 @@ impl Default for ServeConfig {
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
 /// requests finish, closes idle connections, and returns when every connection is closed.
-pub async fn serve_router(
+pub(crate) async fn serve_front_end(
     listener: TcpListener,
-    router: Router,
+    front: FrontEnd,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -138,11 +139,11 @@ pub async fn serve_router(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let front = front.clone();
         let signal_tx = signal_tx.clone();
         let close_rx = close_rx.clone();
         tokio::spawn(async move {
-            serve_connection(stream, remote, router, config, &signal_tx).await;
+            serve_connection(stream, remote, front, config, &signal_tx).await;
             drop(slot);
             drop(close_rx);
         });
@@ -179,7 +180,7 @@ fn refuse(stream: &TcpStream, max_connections: usize) {
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
-    router: Router,
+    front: FrontEnd,
     config: ServeConfig,
     signal_tx: &watch::Sender<()>,
 ) {
@@ -194,9 +195,9 @@ async fn serve_connection(
             req.extensions_mut().insert(ConnectInfo(remote));
             let running = activity.request_started();
             let activity = activity.clone();
-            let response = router.clone().oneshot(req);
+            let response = front.clone().respond(req.map(Body::new));
             async move {
-                let response = response.await;
+                let response = Ok::<_, Infallible>(response.await);
                 // Counted as responding before it stops counting as running, so that the
                 // watchdog never sees a moment with neither.
                 let responding = activity.response_started();
