@@ -1,6 +1,7 @@
 //! The native API of asynchronous invocation: `POST /v1/functions/{name}/events` (accept),
 //! `/v1/events` (status), `/v1/functions/{name}/event-config` (retries, age, destinations),
-//! `/v1/schedules`, `/v1/queues` (messages, dead letters, redrive, triggers), and the test clock.
+//! `/v1/schedules` and `/v1/queues` (messages, dead letters, redrive, triggers); the test clock
+//! is in `test_clock`.
 
 use axum::Json;
 use axum::body::Body;
@@ -680,31 +681,4 @@ pub async fn delete_trigger(
 ) -> Result<Response, ApiError> {
     p.delete_trigger(&queue_name(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-// ----- the test clock -----------------------------------------------------------------------
-
-/// The body of `POST /v1/debug/clock`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClockBody {
-    advance_ms: i64,
-}
-
-/// `POST /v1/debug/clock` with `{"advanceMs": N}`: move the test clock (`--test-clock` only).
-pub async fn advance_clock(
-    State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: ClockBody = parse_json(&bytes)?;
-    let now = p.advance_clock(b.advance_ms).await?;
-    Ok(Json(json!({ "now": rfc3339_ms(now), "nowMs": now })).into_response())
-}
-
-/// `GET /v1/debug/clock`: the time events and schedules run on.
-pub async fn clock(State(p): State<AppState>) -> Response {
-    let now = p.clock().now_ms();
-    Json(json!({ "now": rfc3339_ms(now), "nowMs": now })).into_response()
 }

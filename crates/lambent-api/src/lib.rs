@@ -20,6 +20,8 @@ pub mod lambda;
 mod routing;
 mod scaling;
 pub mod server;
+#[cfg(feature = "test-clock")]
+mod test_clock;
 pub mod url_event;
 mod usage;
 
@@ -59,7 +61,7 @@ pub type AppState = Arc<Platform>;
 
 /// The whole HTTP API.
 pub fn router(platform: Arc<Platform>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
@@ -178,17 +180,20 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .get(events::get_trigger)
                 .delete(events::delete_trigger),
         )
-        .route(
-            "/v1/debug/clock",
-            post(events::advance_clock).get(events::clock),
-        )
         .route("/v1/functions/{name}/logs", get(functions::logs))
         .route("/v1/invocations/{id}", get(functions::invocation))
         .route("/v1/invocations", get(usage::invocations))
         .route("/v1/usage", get(usage::usage))
         .route("/fn/{target}", any(invoke::function_url))
         .route("/fn/{target}/", any(invoke::function_url))
-        .route("/fn/{target}/{*path}", any(invoke::function_url))
+        .route("/fn/{target}/{*path}", any(invoke::function_url));
+    // The test clock exists only in builds with the `test-clock` feature.
+    #[cfg(feature = "test-clock")]
+    let router = router.route(
+        "/v1/debug/clock",
+        post(test_clock::advance_clock).get(test_clock::clock),
+    );
+    router
         .merge(lambda::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
