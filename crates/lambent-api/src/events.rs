@@ -19,7 +19,9 @@ use lambent_store::metadata::rfc3339_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
+use crate::body::{parse_json, read_limited};
+use crate::contract::EventAccepted;
+use crate::extract::{FunctionPath, FunctionTarget, JsonBody, JsonOrEmpty};
 use crate::functions::{name, selector};
 use crate::{ApiError, AppState};
 
@@ -79,11 +81,10 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 /// 202 with the event id once the event is on disk.
 pub async fn accept(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionTarget(fname, sel): FunctionTarget,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (fname, sel) = target(&raw)?;
     let payload = read_limited(&headers, body, MAX_ASYNC_PAYLOAD_BYTES).await?;
     let request = EventRequest {
         payload,
@@ -95,7 +96,10 @@ pub async fn accept(
     let enqueued = p.accept_event(&fname, &sel, request).await?;
     let mut r = (
         StatusCode::ACCEPTED,
-        Json(json!({ "eventId": enqueued.id, "duplicate": enqueued.duplicate })),
+        Json(EventAccepted {
+            event_id: enqueued.id.clone(),
+            duplicate: enqueued.duplicate,
+        }),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&enqueued.id) {
@@ -217,15 +221,11 @@ fn config_json(
 /// destinations (absent fields take Lambda's defaults).
 pub async fn put_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<EventConfigBody>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let sel = selector(q.qualifier.as_deref())?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: EventConfigBody = parse_json(&bytes)?;
     let defaults = EventInvokeConfig::default();
     let config = EventInvokeConfig {
         max_retry_attempts: b
@@ -250,10 +250,9 @@ pub async fn put_config(
 /// `GET /v1/functions/{name}/event-config[?qualifier=]`.
 pub async fn get_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let sel = selector(q.qualifier.as_deref())?;
     let (c, at) = p.event_config(&fname, &sel)?;
     Ok(Json(config_json(&p, &fname, &sel.to_string(), &c, at)).into_response())
@@ -262,10 +261,9 @@ pub async fn get_config(
 /// `DELETE /v1/functions/{name}/event-config[?qualifier=]`.
 pub async fn delete_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let sel = selector(q.qualifier.as_deref())?;
     p.delete_event_config(&fname, &sel).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -322,11 +320,8 @@ fn schedule_spec(b: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
 /// `POST /v1/schedules`: create a schedule (409 if the name is taken).
 pub async fn create_schedule(
     State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(mut b): JsonBody<ScheduleBody>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let mut b: ScheduleBody = parse_json(&bytes)?;
     let raw = b
         .name
         .take()
@@ -340,12 +335,9 @@ pub async fn create_schedule(
 pub async fn put_schedule(
     State(p): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<ScheduleBody>,
 ) -> Result<Response, ApiError> {
     let sname = schedule_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: ScheduleBody = parse_json(&bytes)?;
     if b.name.as_deref().is_some_and(|n| n != raw) {
         return Err(bad("the name in the body differs from the one in the path"));
     }
@@ -364,12 +356,9 @@ pub struct SchedulePatch {
 pub async fn patch_schedule(
     State(p): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<SchedulePatch>,
 ) -> Result<Response, ApiError> {
     let sname = schedule_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: SchedulePatch = parse_json(&bytes)?;
     let row = p.enable_schedule(&sname, b.enabled).await?;
     Ok(Json(schedule_json(&row)).into_response())
 }
@@ -450,11 +439,8 @@ pub struct QueueBody {
 /// `POST /v1/queues`: create a queue.
 pub async fn create_queue(
     State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<QueueBody>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: QueueBody = parse_json(&bytes)?;
     let qname = queue_name(&b.name)?;
     let spec = QueueSpec {
         visibility_s: b.visibility_timeout,
@@ -611,16 +597,9 @@ pub struct RedriveBody {
 pub async fn redrive(
     State(p): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    JsonOrEmpty(b): JsonOrEmpty<RedriveBody>,
 ) -> Result<Response, ApiError> {
     let qname = queue_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: RedriveBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RedriveBody::default()
-    } else {
-        parse_json(&bytes)?
-    };
     let out = p.redrive(&qname, b.message_ids).await?;
     Ok(Json(json!({
         "redriven": out.redriven.iter().map(|(m, e)| json!({"messageId": m, "eventId": e})).collect::<Vec<_>>(),
@@ -644,12 +623,9 @@ pub struct TriggerBody {
 pub async fn put_trigger(
     State(p): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<TriggerBody>,
 ) -> Result<Response, ApiError> {
     let qname = queue_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: TriggerBody = parse_json(&bytes)?;
     let (function, qualifier) = target(&b.function)?;
     let window = b.maximum_batching_window_in_seconds.unwrap_or(0.0);
     if !(0.0..=300.0).contains(&window) {

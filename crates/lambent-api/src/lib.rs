@@ -10,9 +10,11 @@
 
 pub mod auth;
 mod body;
+pub mod contract;
 mod cors;
 mod error;
 mod events;
+mod extract;
 mod functions;
 mod invoke;
 mod keys;
@@ -24,6 +26,9 @@ pub mod server;
 mod test_clock;
 pub mod url_event;
 mod usage;
+
+#[cfg(test)]
+mod router_tests;
 
 use std::sync::Arc;
 
@@ -206,26 +211,19 @@ pub fn router(platform: Arc<Platform>) -> Router {
 }
 
 async fn not_found(uri: http::Uri) -> axum::response::Response {
-    if lambda::is_lambda_path(uri.path()) {
-        return LambdaError::new(
-            http::StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            format!(
-                "lambent does not implement this Lambda operation ({})",
-                uri.path()
-            ),
-        )
-        .into_response();
-    }
-    ApiError::new(
+    let path = uri.path();
+    let message = if lambda::is_lambda_path(path) {
+        format!("lambent does not implement this Lambda operation ({path})")
+    } else {
+        format!("no route for {path}; the API lives under /v1 and function URLs under /fn/NAME")
+    };
+    error::error_for_path(
+        path,
         http::StatusCode::NOT_FOUND,
+        "UnknownOperationException",
         "RouteNotFound",
-        format!(
-            "no route for {}; the API lives under /v1 and function URLs under /fn/NAME",
-            uri.path()
-        ),
+        message,
     )
-    .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

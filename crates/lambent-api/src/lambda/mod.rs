@@ -152,6 +152,24 @@ pub(crate) fn function_ref(
     Ok((name, selector))
 }
 
+/// Reads a JSON body of at most `limit` bytes (an empty one is `{}`) and parses it into `T`; a
+/// body that does not parse is a 400 saying it is not `what`, with serde's message.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, LambdaError> {
+    let bytes = crate::body::read_limited(headers, body, limit).await?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| LambdaError::invalid(format!("the request body is not {what}: {e}")))
+}
+
 /// Lambda's `LastModified` format: `2026-11-28T17:05:59.123+0000`.
 pub(crate) fn lambda_time(rfc3339: &str) -> String {
     let Some(seconds) = rfc3339.get(..19) else {
