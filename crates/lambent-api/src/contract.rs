@@ -8,14 +8,17 @@
 //! to a crate of their own when a client outside the binary appears is a move, not a rewrite.
 //!
 //! Request types carry `deny_unknown_fields` exactly where the API rejected unknown fields
-//! before (all of these); `Option` fields serialize as `null` when the CLI always sent the key,
-//! so that what goes over the wire stays byte for byte what it was. The Lambda API keeps its own
+//! before (all of these), with their fields in the order they had (serde's "expected one of"
+//! message lists them so); `Option` fields serialize as `null` where the CLI always sent the
+//! key. Response types that replaced `json!` objects list their fields alphabetically, the order
+//! `json!` wrote them in, so that answers stay byte for byte what they were. The Lambda API keeps its own
 //! wire shapes (botocore's model) in [`crate::lambda`], built from the same domain values.
 
 use std::collections::BTreeMap;
 
 use lambent_core::{Alias, FunctionVersion, Qualifier};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 // ----- functions and versions -------------------------------------------------------------------
 
@@ -68,7 +71,7 @@ pub struct PutUrl {
     pub auth_type: String,
     /// Lambda's `Cors` object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cors: Option<serde_json::Value>,
+    pub cors: Option<Value>,
 }
 
 // ----- aliases ----------------------------------------------------------------------------------
@@ -117,8 +120,22 @@ pub struct PutAdmission {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Admission {
-    pub max_wait_ms: Option<u128>,
     pub effective_max_wait_ms: u128,
+    pub max_wait_ms: Option<u128>,
+}
+
+/// `PUT /v1/functions/{name}/scaling`: instance concurrency and keep-alive (absent fields are
+/// not sent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutScaling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_concurrency: Option<u32>,
+    /// `fixed` or `adaptive`; absent: the platform's policy (or `fixed` with keepAliveSeconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_seconds: Option<u64>,
 }
 
 // ----- provisioned concurrency ------------------------------------------------------------------
@@ -156,9 +173,84 @@ pub struct CreateKey {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventAccepted {
-    pub event_id: String,
     /// Whether the idempotency key was seen before (the id is then the first event's).
     pub duplicate: bool,
+    pub event_id: String,
+}
+
+// ----- asynchronous invocation: configuration, schedules, queues --------------------------------
+
+/// The body of `PUT /v1/functions/{name}/event-config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutEventConfig {
+    pub maximum_retry_attempts: Option<i64>,
+    pub maximum_event_age_in_seconds: Option<i64>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+/// The body of `POST /v1/schedules` and `PUT /v1/schedules/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutSchedule {
+    pub name: Option<String>,
+    /// `name` or `name:qualifier`.
+    pub function: String,
+    pub expression: String,
+    pub input: Option<Value>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// The body of `PATCH /v1/schedules/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSchedule {
+    pub enabled: bool,
+}
+
+/// The body of `POST /v1/queues`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateQueue {
+    pub name: String,
+    pub visibility_timeout: Option<u32>,
+    pub dead_letter_queue: Option<String>,
+    pub max_receive_count: Option<u32>,
+}
+
+/// One message of a JSON send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendItem {
+    pub body: Value,
+    pub attributes: Option<Value>,
+}
+
+/// The JSON form of a send: `{"messages": [{"body": ..., "attributes": {...}}]}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessages {
+    pub messages: Vec<SendItem>,
+}
+
+/// The body of a redrive.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Redrive {
+    pub message_ids: Option<Vec<String>>,
+}
+
+/// The body of `PUT /v1/queues/{name}/trigger`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutTrigger {
+    /// `name` or `name:qualifier`.
+    pub function: String,
+    pub batch_size: Option<u32>,
+    pub maximum_batching_window_in_seconds: Option<f64>,
+    pub enabled: Option<bool>,
 }
 
 // ----- the test clock ---------------------------------------------------------------------------
@@ -193,6 +285,26 @@ mod tests {
         assert!(serde_json::from_value::<PutConcurrency>(json!({"reserved": 2, "y": 1})).is_err());
         let w: PutAdmission = serde_json::from_value(json!({"maxWaitMs": 5})).expect("admission");
         assert_eq!(w.max_wait_ms, 5);
+    }
+
+    #[test]
+    fn answers_keep_the_bytes_json_gave_them() {
+        let a = Admission {
+            effective_max_wait_ms: 5,
+            max_wait_ms: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&a).expect("json"),
+            r#"{"effectiveMaxWaitMs":5,"maxWaitMs":null}"#
+        );
+        let e = EventAccepted {
+            duplicate: false,
+            event_id: "e".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).expect("json"),
+            serde_json::json!({"eventId": "e", "duplicate": false}).to_string()
+        );
     }
 
     #[test]

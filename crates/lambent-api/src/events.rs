@@ -20,8 +20,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::body::{parse_json, read_limited};
-use crate::contract::EventAccepted;
-use crate::extract::{FunctionPath, FunctionTarget, JsonBody, JsonOrEmpty};
+use crate::contract::{
+    CreateQueue, EventAccepted, PatchSchedule, PutEventConfig, PutSchedule, PutTrigger, Redrive,
+    SendMessages,
+};
+use crate::extract::{
+    FunctionPath, FunctionTarget, JsonBody, JsonOrEmpty, QueuePath, SchedulePath,
+};
 use crate::functions::{name, selector};
 use crate::{ApiError, AppState};
 
@@ -97,8 +102,8 @@ pub async fn accept(
     let mut r = (
         StatusCode::ACCEPTED,
         Json(EventAccepted {
-            event_id: enqueued.id.clone(),
             duplicate: enqueued.duplicate,
+            event_id: enqueued.id.clone(),
         }),
     )
         .into_response();
@@ -182,16 +187,6 @@ pub struct QualifierQuery {
     qualifier: Option<String>,
 }
 
-/// The body of `PUT /v1/functions/{name}/event-config`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EventConfigBody {
-    maximum_retry_attempts: Option<i64>,
-    maximum_event_age_in_seconds: Option<i64>,
-    on_success: Option<String>,
-    on_failure: Option<String>,
-}
-
 pub(crate) fn destination(raw: Option<&str>) -> Result<Option<Destination>, ApiError> {
     raw.filter(|s| !s.is_empty())
         .map(|s| Destination::parse(s).map_err(|e| bad(e.to_string())))
@@ -223,7 +218,7 @@ pub async fn put_config(
     State(p): State<AppState>,
     FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
-    JsonBody(b): JsonBody<EventConfigBody>,
+    JsonBody(b): JsonBody<PutEventConfig>,
 ) -> Result<Response, ApiError> {
     let sel = selector(q.qualifier.as_deref())?;
     let defaults = EventInvokeConfig::default();
@@ -286,20 +281,7 @@ fn schedule_json(s: &ScheduleRow) -> Value {
     })
 }
 
-/// The body of `POST /v1/schedules` and `PUT /v1/schedules/{name}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ScheduleBody {
-    name: Option<String>,
-    /// `name` or `name:qualifier`.
-    function: String,
-    expression: String,
-    input: Option<Value>,
-    description: Option<String>,
-    enabled: Option<bool>,
-}
-
-fn schedule_spec(b: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
+fn schedule_spec(b: PutSchedule) -> Result<ScheduleSpec, ApiError> {
     let (function, qualifier) = target(&b.function)?;
     let input = match b.input {
         None | Some(Value::Null) => None,
@@ -320,7 +302,7 @@ fn schedule_spec(b: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
 /// `POST /v1/schedules`: create a schedule (409 if the name is taken).
 pub async fn create_schedule(
     State(p): State<AppState>,
-    JsonBody(mut b): JsonBody<ScheduleBody>,
+    JsonBody(mut b): JsonBody<PutSchedule>,
 ) -> Result<Response, ApiError> {
     let raw = b
         .name
@@ -334,31 +316,22 @@ pub async fn create_schedule(
 /// `PUT /v1/schedules/{name}`: create or replace a schedule.
 pub async fn put_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    JsonBody(b): JsonBody<ScheduleBody>,
+    SchedulePath(sname): SchedulePath,
+    JsonBody(b): JsonBody<PutSchedule>,
 ) -> Result<Response, ApiError> {
-    let sname = schedule_name(&raw)?;
-    if b.name.as_deref().is_some_and(|n| n != raw) {
+    if b.name.as_deref().is_some_and(|n| n != sname.as_str()) {
         return Err(bad("the name in the body differs from the one in the path"));
     }
     let row = p.put_schedule(&sname, schedule_spec(b)?, true).await?;
     Ok(Json(schedule_json(&row)).into_response())
 }
 
-/// The body of `PATCH /v1/schedules/{name}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchedulePatch {
-    enabled: bool,
-}
-
 /// `PATCH /v1/schedules/{name}` with `{"enabled": false}`: disable or enable.
 pub async fn patch_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    JsonBody(b): JsonBody<SchedulePatch>,
+    SchedulePath(sname): SchedulePath,
+    JsonBody(b): JsonBody<PatchSchedule>,
 ) -> Result<Response, ApiError> {
-    let sname = schedule_name(&raw)?;
     let row = p.enable_schedule(&sname, b.enabled).await?;
     Ok(Json(schedule_json(&row)).into_response())
 }
@@ -375,17 +348,17 @@ pub async fn list_schedules(State(p): State<AppState>) -> Result<Response, ApiEr
 /// `GET /v1/schedules/{name}`.
 pub async fn get_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    SchedulePath(sname): SchedulePath,
 ) -> Result<Response, ApiError> {
-    Ok(Json(schedule_json(&p.schedule(&schedule_name(&raw)?)?)).into_response())
+    Ok(Json(schedule_json(&p.schedule(&sname)?)).into_response())
 }
 
 /// `DELETE /v1/schedules/{name}`.
 pub async fn delete_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    SchedulePath(sname): SchedulePath,
 ) -> Result<Response, ApiError> {
-    p.delete_schedule(&schedule_name(&raw)?).await?;
+    p.delete_schedule(&sname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -426,20 +399,10 @@ fn message_json(m: &Message) -> Value {
     })
 }
 
-/// The body of `POST /v1/queues`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct QueueBody {
-    name: String,
-    visibility_timeout: Option<u32>,
-    dead_letter_queue: Option<String>,
-    max_receive_count: Option<u32>,
-}
-
 /// `POST /v1/queues`: create a queue.
 pub async fn create_queue(
     State(p): State<AppState>,
-    JsonBody(b): JsonBody<QueueBody>,
+    JsonBody(b): JsonBody<CreateQueue>,
 ) -> Result<Response, ApiError> {
     let qname = queue_name(&b.name)?;
     let spec = QueueSpec {
@@ -469,9 +432,8 @@ pub async fn list_queues(State(p): State<AppState>) -> Result<Response, ApiError
 /// `GET /v1/queues/{name}`.
 pub async fn get_queue(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let (q, c) = p.queue(&qname)?;
     let trigger = p.trigger(&qname).ok();
     Ok(Json(queue_json(&q, c, trigger.as_ref())).into_response())
@@ -480,36 +442,20 @@ pub async fn get_queue(
 /// `DELETE /v1/queues/{name}`.
 pub async fn delete_queue(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    p.delete_queue(&queue_name(&raw)?).await?;
+    p.delete_queue(&qname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// One message of a JSON send.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendItem {
-    body: Value,
-    attributes: Option<Value>,
-}
-
-/// The JSON form of a send: `{"messages": [{"body": ..., "attributes": {...}}]}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendBody {
-    messages: Vec<SendItem>,
 }
 
 /// `POST /v1/queues/{name}/messages`: send one message (any body that is not
 /// `application/json` with a `messages` array is one message, as is), or a batch.
 pub async fn send(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let bytes = read_limited(&headers, body, MAX_SEND_BODY_BYTES).await?;
     let batch = headers
         .get(http::header::CONTENT_TYPE)
@@ -518,7 +464,7 @@ pub async fn send(
             .ok()
             .is_some_and(|v| v.get("messages").is_some());
     let bodies = if batch {
-        let b: SendBody = parse_json(&bytes)?;
+        let b: SendMessages = parse_json(&bytes)?;
         b.messages
             .into_iter()
             .map(|m| {
@@ -548,10 +494,9 @@ pub struct LimitQuery {
 /// `GET /v1/queues/{name}/messages?limit=`: look at messages without receiving them.
 pub async fn list_messages(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
     Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let messages = p.messages(&qname, q.limit.unwrap_or(100).clamp(1, 10_000))?;
     Ok(
         Json(json!({ "messages": messages.iter().map(message_json).collect::<Vec<_>>() }))
@@ -562,44 +507,38 @@ pub async fn list_messages(
 /// `DELETE /v1/queues/{name}/messages`: purge.
 pub async fn purge(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    let n = p.purge_queue(&queue_name(&raw)?).await?;
+    let n = p.purge_queue(&qname).await?;
     Ok(Json(json!({ "purged": n })).into_response())
 }
 
 /// `GET /v1/queues/{name}/messages/{id}`.
 pub async fn get_message(
     State(p): State<AppState>,
-    Path((raw, id)): Path<(String, String)>,
+    QueuePath(qname): QueuePath,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let m = p.message(&queue_name(&raw)?, &id)?;
+    let m = p.message(&qname, &id)?;
     Ok(Json(message_json(&m)).into_response())
 }
 
 /// `DELETE /v1/queues/{name}/messages/{id}`.
 pub async fn delete_message(
     State(p): State<AppState>,
-    Path((raw, id)): Path<(String, String)>,
+    QueuePath(qname): QueuePath,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    p.delete_message(&queue_name(&raw)?, &id).await?;
+    p.delete_message(&qname, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// The body of a redrive.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RedriveBody {
-    message_ids: Option<Vec<String>>,
 }
 
 /// `POST /v1/queues/{name}/redrive`: turn dead letters back into events of their function.
 pub async fn redrive(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    JsonOrEmpty(b): JsonOrEmpty<RedriveBody>,
+    QueuePath(qname): QueuePath,
+    JsonOrEmpty(b): JsonOrEmpty<Redrive>,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let out = p.redrive(&qname, b.message_ids).await?;
     Ok(Json(json!({
         "redriven": out.redriven.iter().map(|(m, e)| json!({"messageId": m, "eventId": e})).collect::<Vec<_>>(),
@@ -608,24 +547,12 @@ pub async fn redrive(
     .into_response())
 }
 
-/// The body of `PUT /v1/queues/{name}/trigger`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TriggerBody {
-    /// `name` or `name:qualifier`.
-    function: String,
-    batch_size: Option<u32>,
-    maximum_batching_window_in_seconds: Option<f64>,
-    enabled: Option<bool>,
-}
-
 /// `PUT /v1/queues/{name}/trigger`: a function consumes the queue.
 pub async fn put_trigger(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    JsonBody(b): JsonBody<TriggerBody>,
+    QueuePath(qname): QueuePath,
+    JsonBody(b): JsonBody<PutTrigger>,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let (function, qualifier) = target(&b.function)?;
     let window = b.maximum_batching_window_in_seconds.unwrap_or(0.0);
     if !(0.0..=300.0).contains(&window) {
@@ -645,16 +572,16 @@ pub async fn put_trigger(
 /// `GET /v1/queues/{name}/trigger`.
 pub async fn get_trigger(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    Ok(Json(trigger_json(&p.trigger(&queue_name(&raw)?)?)).into_response())
+    Ok(Json(trigger_json(&p.trigger(&qname)?)).into_response())
 }
 
 /// `DELETE /v1/queues/{name}/trigger`.
 pub async fn delete_trigger(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    p.delete_trigger(&queue_name(&raw)?).await?;
+    p.delete_trigger(&qname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,12 +6,11 @@ use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
-use lambent_core::{FunctionName, NameError, Selector, Target};
+use lambent_core::{FunctionName, QueueName, ScheduleName, Selector, Target};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
-use crate::functions::name;
 
 /// The function of a route's `{name}` segment, validated.
 #[derive(Debug, Clone)]
@@ -40,12 +39,48 @@ async fn path_param<S: Send + Sync>(
         })
 }
 
+/// The `{name}` segment read by `parse`; a name it refuses is a 400 `InvalidName` with its
+/// message.
+async fn named<S: Send + Sync, T, E: std::fmt::Display>(
+    parts: &mut Parts,
+    state: &S,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, Response> {
+    let raw = path_param(parts, state, "name").await?;
+    parse(&raw).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()).into_response()
+    })
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for FunctionPath {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let raw = path_param(parts, state, "name").await?;
-        name(&raw).map(Self).map_err(IntoResponse::into_response)
+        named(parts, state, FunctionName::new).await.map(Self)
+    }
+}
+
+/// The queue of a route's `{name}` segment, validated.
+#[derive(Debug, Clone)]
+pub struct QueuePath(pub QueueName);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        named(parts, state, QueueName::new).await.map(Self)
+    }
+}
+
+/// The schedule of a route's `{name}` segment, validated.
+#[derive(Debug, Clone)]
+pub struct SchedulePath(pub ScheduleName);
+
+impl<S: Send + Sync> FromRequestParts<S> for SchedulePath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        named(parts, state, ScheduleName::new).await.map(Self)
     }
 }
 
@@ -58,10 +93,7 @@ impl<S: Send + Sync> FromRequestParts<S> for FunctionTarget {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let raw = path_param(parts, state, "name").await?;
-        let target: Target = raw.parse().map_err(|e: NameError| {
-            ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()).into_response()
-        })?;
+        let target: Target = named(parts, state, str::parse::<Target>).await?;
         Ok(Self(target.name, target.qualifier))
     }
 }

@@ -9,20 +9,11 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use lambent_control::keepalive::KeepAlivePolicy;
 use lambent_core::{KeepAliveSetting, ScalingConfig};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::contract::PutScaling;
 use crate::extract::{FunctionPath, JsonBody};
 use crate::{ApiError, AppState};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PutScaling {
-    instance_concurrency: Option<u32>,
-    /// `fixed` or `adaptive`; absent: the platform's policy (or `fixed` with keepAliveSeconds).
-    keep_alive_policy: Option<String>,
-    keep_alive_seconds: Option<u64>,
-}
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", message)
