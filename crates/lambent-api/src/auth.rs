@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body::Frame;
@@ -29,9 +29,9 @@ use lambent_control::auth::{AuthError, Authenticated};
 use lambent_core::sigv4::{self, PayloadHasher, RequestParts, SigError};
 use lambent_core::{Action, FunctionUrlConfig, Target, UrlAuthType};
 
+use crate::AppState;
 use crate::body::{MAX_UPLOAD_BODY_BYTES, declared_length};
-use crate::error::LambdaError;
-use crate::{ApiError, AppState};
+use crate::error::error_for_path;
 
 /// Seconds a request refused for want of pre-authentication buffer room is told to wait
 /// (`Retry-After`).
@@ -42,9 +42,7 @@ pub const PREAUTH_RETRY_AFTER_SECS: u32 = 1;
 pub struct Caller(pub String);
 
 fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    lambent_core::now_ms() / 1000
 }
 
 /// The function URL target of a `/fn/...` path.
@@ -54,23 +52,8 @@ pub(crate) fn url_target(path: &str) -> Option<Target> {
     target.replace("%24", "$").parse().ok()
 }
 
-/// An error in the shape of the API the path belongs to.
-fn error(
-    path: &str,
-    status: StatusCode,
-    lambda: &'static str,
-    native: &'static str,
-    message: String,
-) -> Response {
-    if crate::lambda::is_lambda_path(path) {
-        LambdaError::new(status, lambda, message).into_response()
-    } else {
-        ApiError::new(status, native, message).into_response()
-    }
-}
-
 fn denied(path: &str, message: String) -> Response {
-    error(
+    error_for_path(
         path,
         StatusCode::FORBIDDEN,
         "AccessDeniedException",
@@ -326,7 +309,7 @@ async fn read_before_auth(
     mut body: Body,
 ) -> Result<Bytes, Refused> {
     let too_large = || {
-        Refused::Response(error(
+        Refused::Response(error_for_path(
             path,
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestTooLargeException",
@@ -336,7 +319,7 @@ async fn read_before_auth(
     };
     let budget = p.keys().preauth_budget();
     let busy = || {
-        let mut r = error(
+        let mut r = error_for_path(
             path,
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceException",
@@ -367,7 +350,7 @@ async fn read_before_auth(
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            Refused::Response(error(
+            Refused::Response(error_for_path(
                 path,
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestContentException",

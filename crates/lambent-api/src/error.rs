@@ -59,6 +59,22 @@ impl ApiError {
     }
 }
 
+/// An error in the shape of the API `path` belongs to: Lambda's (`x-amzn-ErrorType`) under the
+/// Lambda API's prefixes, the native one elsewhere.
+pub(crate) fn error_for_path(
+    path: &str,
+    status: StatusCode,
+    lambda: &'static str,
+    native: &'static str,
+    message: String,
+) -> Response {
+    if crate::lambda::is_lambda_path(path) {
+        LambdaError::new(status, lambda, message).into_response()
+    } else {
+        ApiError::new(status, native, message).into_response()
+    }
+}
+
 /// `bytes` in MB (MiB, as Lambda counts them), with one decimal when it is not whole.
 pub(crate) fn megabytes(bytes: usize) -> String {
     const MB: usize = 1024 * 1024;

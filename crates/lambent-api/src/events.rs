@@ -1,6 +1,7 @@
 //! The native API of asynchronous invocation: `POST /v1/functions/{name}/events` (accept),
 //! `/v1/events` (status), `/v1/functions/{name}/event-config` (retries, age, destinations),
-//! `/v1/schedules`, `/v1/queues` (messages, dead letters, redrive, triggers), and the test clock.
+//! `/v1/schedules` and `/v1/queues` (messages, dead letters, redrive, triggers); the test clock
+//! is in `test_clock`.
 
 use axum::Json;
 use axum::body::Body;
@@ -18,7 +19,14 @@ use lambent_store::metadata::rfc3339_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
+use crate::body::{parse_json, read_limited};
+use crate::contract::{
+    CreateQueue, EventAccepted, PatchSchedule, PutEventConfig, PutSchedule, PutTrigger, Redrive,
+    SendMessages,
+};
+use crate::extract::{
+    FunctionPath, FunctionTarget, JsonBody, JsonOrEmpty, QueuePath, SchedulePath,
+};
 use crate::functions::{name, selector};
 use crate::{ApiError, AppState};
 
@@ -78,11 +86,10 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 /// 202 with the event id once the event is on disk.
 pub async fn accept(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionTarget(fname, sel): FunctionTarget,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (fname, sel) = target(&raw)?;
     let payload = read_limited(&headers, body, MAX_ASYNC_PAYLOAD_BYTES).await?;
     let request = EventRequest {
         payload,
@@ -94,7 +101,10 @@ pub async fn accept(
     let enqueued = p.accept_event(&fname, &sel, request).await?;
     let mut r = (
         StatusCode::ACCEPTED,
-        Json(json!({ "eventId": enqueued.id, "duplicate": enqueued.duplicate })),
+        Json(EventAccepted {
+            duplicate: enqueued.duplicate,
+            event_id: enqueued.id.clone(),
+        }),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&enqueued.id) {
@@ -177,16 +187,6 @@ pub struct QualifierQuery {
     qualifier: Option<String>,
 }
 
-/// The body of `PUT /v1/functions/{name}/event-config`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EventConfigBody {
-    maximum_retry_attempts: Option<i64>,
-    maximum_event_age_in_seconds: Option<i64>,
-    on_success: Option<String>,
-    on_failure: Option<String>,
-}
-
 pub(crate) fn destination(raw: Option<&str>) -> Result<Option<Destination>, ApiError> {
     raw.filter(|s| !s.is_empty())
         .map(|s| Destination::parse(s).map_err(|e| bad(e.to_string())))
@@ -216,15 +216,11 @@ fn config_json(
 /// destinations (absent fields take Lambda's defaults).
 pub async fn put_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<PutEventConfig>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let sel = selector(q.qualifier.as_deref())?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: EventConfigBody = parse_json(&bytes)?;
     let defaults = EventInvokeConfig::default();
     let config = EventInvokeConfig {
         max_retry_attempts: b
@@ -249,10 +245,9 @@ pub async fn put_config(
 /// `GET /v1/functions/{name}/event-config[?qualifier=]`.
 pub async fn get_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let sel = selector(q.qualifier.as_deref())?;
     let (c, at) = p.event_config(&fname, &sel)?;
     Ok(Json(config_json(&p, &fname, &sel.to_string(), &c, at)).into_response())
@@ -261,10 +256,9 @@ pub async fn get_config(
 /// `DELETE /v1/functions/{name}/event-config[?qualifier=]`.
 pub async fn delete_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let sel = selector(q.qualifier.as_deref())?;
     p.delete_event_config(&fname, &sel).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -287,20 +281,7 @@ fn schedule_json(s: &ScheduleRow) -> Value {
     })
 }
 
-/// The body of `POST /v1/schedules` and `PUT /v1/schedules/{name}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ScheduleBody {
-    name: Option<String>,
-    /// `name` or `name:qualifier`.
-    function: String,
-    expression: String,
-    input: Option<Value>,
-    description: Option<String>,
-    enabled: Option<bool>,
-}
-
-fn schedule_spec(b: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
+fn schedule_spec(b: PutSchedule) -> Result<ScheduleSpec, ApiError> {
     let (function, qualifier) = target(&b.function)?;
     let input = match b.input {
         None | Some(Value::Null) => None,
@@ -321,11 +302,8 @@ fn schedule_spec(b: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
 /// `POST /v1/schedules`: create a schedule (409 if the name is taken).
 pub async fn create_schedule(
     State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(mut b): JsonBody<PutSchedule>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let mut b: ScheduleBody = parse_json(&bytes)?;
     let raw = b
         .name
         .take()
@@ -338,37 +316,22 @@ pub async fn create_schedule(
 /// `PUT /v1/schedules/{name}`: create or replace a schedule.
 pub async fn put_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    SchedulePath(sname): SchedulePath,
+    JsonBody(b): JsonBody<PutSchedule>,
 ) -> Result<Response, ApiError> {
-    let sname = schedule_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: ScheduleBody = parse_json(&bytes)?;
-    if b.name.as_deref().is_some_and(|n| n != raw) {
+    if b.name.as_deref().is_some_and(|n| n != sname.as_str()) {
         return Err(bad("the name in the body differs from the one in the path"));
     }
     let row = p.put_schedule(&sname, schedule_spec(b)?, true).await?;
     Ok(Json(schedule_json(&row)).into_response())
 }
 
-/// The body of `PATCH /v1/schedules/{name}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchedulePatch {
-    enabled: bool,
-}
-
 /// `PATCH /v1/schedules/{name}` with `{"enabled": false}`: disable or enable.
 pub async fn patch_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    SchedulePath(sname): SchedulePath,
+    JsonBody(b): JsonBody<PatchSchedule>,
 ) -> Result<Response, ApiError> {
-    let sname = schedule_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: SchedulePatch = parse_json(&bytes)?;
     let row = p.enable_schedule(&sname, b.enabled).await?;
     Ok(Json(schedule_json(&row)).into_response())
 }
@@ -385,17 +348,17 @@ pub async fn list_schedules(State(p): State<AppState>) -> Result<Response, ApiEr
 /// `GET /v1/schedules/{name}`.
 pub async fn get_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    SchedulePath(sname): SchedulePath,
 ) -> Result<Response, ApiError> {
-    Ok(Json(schedule_json(&p.schedule(&schedule_name(&raw)?).await?)).into_response())
+    Ok(Json(schedule_json(&p.schedule(&sname).await?)).into_response())
 }
 
 /// `DELETE /v1/schedules/{name}`.
 pub async fn delete_schedule(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    SchedulePath(sname): SchedulePath,
 ) -> Result<Response, ApiError> {
-    p.delete_schedule(&schedule_name(&raw)?).await?;
+    p.delete_schedule(&sname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -436,24 +399,11 @@ fn message_json(m: &Message) -> Value {
     })
 }
 
-/// The body of `POST /v1/queues`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct QueueBody {
-    name: String,
-    visibility_timeout: Option<u32>,
-    dead_letter_queue: Option<String>,
-    max_receive_count: Option<u32>,
-}
-
 /// `POST /v1/queues`: create a queue.
 pub async fn create_queue(
     State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<CreateQueue>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: QueueBody = parse_json(&bytes)?;
     let qname = queue_name(&b.name)?;
     let spec = QueueSpec {
         visibility_s: b.visibility_timeout,
@@ -483,9 +433,8 @@ pub async fn list_queues(State(p): State<AppState>) -> Result<Response, ApiError
 /// `GET /v1/queues/{name}`.
 pub async fn get_queue(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let (q, c) = p.queue(&qname).await?;
     let trigger = p.trigger(&qname).await.ok();
     Ok(Json(queue_json(&q, c, trigger.as_ref())).into_response())
@@ -494,36 +443,20 @@ pub async fn get_queue(
 /// `DELETE /v1/queues/{name}`.
 pub async fn delete_queue(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    p.delete_queue(&queue_name(&raw)?).await?;
+    p.delete_queue(&qname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// One message of a JSON send.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendItem {
-    body: Value,
-    attributes: Option<Value>,
-}
-
-/// The JSON form of a send: `{"messages": [{"body": ..., "attributes": {...}}]}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendBody {
-    messages: Vec<SendItem>,
 }
 
 /// `POST /v1/queues/{name}/messages`: send one message (any body that is not
 /// `application/json` with a `messages` array is one message, as is), or a batch.
 pub async fn send(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let bytes = read_limited(&headers, body, MAX_SEND_BODY_BYTES).await?;
     let batch = headers
         .get(http::header::CONTENT_TYPE)
@@ -532,7 +465,7 @@ pub async fn send(
             .ok()
             .is_some_and(|v| v.get("messages").is_some());
     let bodies = if batch {
-        let b: SendBody = parse_json(&bytes)?;
+        let b: SendMessages = parse_json(&bytes)?;
         b.messages
             .into_iter()
             .map(|m| {
@@ -562,10 +495,9 @@ pub struct LimitQuery {
 /// `GET /v1/queues/{name}/messages?limit=`: look at messages without receiving them.
 pub async fn list_messages(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
     Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
     let messages = p
         .messages(&qname, q.limit.unwrap_or(100).clamp(1, 10_000))
         .await?;
@@ -578,51 +510,38 @@ pub async fn list_messages(
 /// `DELETE /v1/queues/{name}/messages`: purge.
 pub async fn purge(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    let n = p.purge_queue(&queue_name(&raw)?).await?;
+    let n = p.purge_queue(&qname).await?;
     Ok(Json(json!({ "purged": n })).into_response())
 }
 
 /// `GET /v1/queues/{name}/messages/{id}`.
 pub async fn get_message(
     State(p): State<AppState>,
-    Path((raw, id)): Path<(String, String)>,
+    QueuePath(qname): QueuePath,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let m = p.message(&queue_name(&raw)?, &id).await?;
+    let m = p.message(&qname, &id).await?;
     Ok(Json(message_json(&m)).into_response())
 }
 
 /// `DELETE /v1/queues/{name}/messages/{id}`.
 pub async fn delete_message(
     State(p): State<AppState>,
-    Path((raw, id)): Path<(String, String)>,
+    QueuePath(qname): QueuePath,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    p.delete_message(&queue_name(&raw)?, &id).await?;
+    p.delete_message(&qname, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// The body of a redrive.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RedriveBody {
-    message_ids: Option<Vec<String>>,
 }
 
 /// `POST /v1/queues/{name}/redrive`: turn dead letters back into events of their function.
 pub async fn redrive(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    QueuePath(qname): QueuePath,
+    JsonOrEmpty(b): JsonOrEmpty<Redrive>,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: RedriveBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RedriveBody::default()
-    } else {
-        parse_json(&bytes)?
-    };
     let out = p.redrive(&qname, b.message_ids).await?;
     Ok(Json(json!({
         "redriven": out.redriven.iter().map(|(m, e)| json!({"messageId": m, "eventId": e})).collect::<Vec<_>>(),
@@ -631,27 +550,12 @@ pub async fn redrive(
     .into_response())
 }
 
-/// The body of `PUT /v1/queues/{name}/trigger`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TriggerBody {
-    /// `name` or `name:qualifier`.
-    function: String,
-    batch_size: Option<u32>,
-    maximum_batching_window_in_seconds: Option<f64>,
-    enabled: Option<bool>,
-}
-
 /// `PUT /v1/queues/{name}/trigger`: a function consumes the queue.
 pub async fn put_trigger(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    QueuePath(qname): QueuePath,
+    JsonBody(b): JsonBody<PutTrigger>,
 ) -> Result<Response, ApiError> {
-    let qname = queue_name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: TriggerBody = parse_json(&bytes)?;
     let (function, qualifier) = target(&b.function)?;
     let window = b.maximum_batching_window_in_seconds.unwrap_or(0.0);
     if !(0.0..=300.0).contains(&window) {
@@ -671,43 +575,16 @@ pub async fn put_trigger(
 /// `GET /v1/queues/{name}/trigger`.
 pub async fn get_trigger(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    Ok(Json(trigger_json(&p.trigger(&queue_name(&raw)?).await?)).into_response())
+    Ok(Json(trigger_json(&p.trigger(&qname).await?)).into_response())
 }
 
 /// `DELETE /v1/queues/{name}/trigger`.
 pub async fn delete_trigger(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    QueuePath(qname): QueuePath,
 ) -> Result<Response, ApiError> {
-    p.delete_trigger(&queue_name(&raw)?).await?;
+    p.delete_trigger(&qname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-// ----- the test clock -----------------------------------------------------------------------
-
-/// The body of `POST /v1/debug/clock`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClockBody {
-    advance_ms: i64,
-}
-
-/// `POST /v1/debug/clock` with `{"advanceMs": N}`: move the test clock (`--test-clock` only).
-pub async fn advance_clock(
-    State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let b: ClockBody = parse_json(&bytes)?;
-    let now = p.advance_clock(b.advance_ms).await?;
-    Ok(Json(json!({ "now": rfc3339_ms(now), "nowMs": now })).into_response())
-}
-
-/// `GET /v1/debug/clock`: the time events and schedules run on.
-pub async fn clock(State(p): State<AppState>) -> Response {
-    let now = p.clock().now_ms();
-    Json(json!({ "now": rfc3339_ms(now), "nowMs": now })).into_response()
 }

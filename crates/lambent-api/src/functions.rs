@@ -10,7 +10,9 @@ use lambent_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lambent_core::{FunctionName, FunctionUpdate, FunctionVersion, InvocationRecord, Qualifier};
 use serde::{Deserialize, Serialize};
 
-use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_code, read_deploy, read_limited};
+use crate::body::{read_code, read_deploy};
+use crate::contract::{FunctionList, FunctionView, PublishVersion, PutUrl, VersionList};
+use crate::extract::{FunctionPath, JsonBody, JsonOrEmpty};
 use crate::{ApiError, AppState};
 
 /// Validates a function name from a path.
@@ -47,25 +49,6 @@ fn created_or_ok(created: bool, v: FunctionVersion) -> Response {
     (status, Json(FunctionView::from(v))).into_response()
 }
 
-/// A function version as the API shows it.
-#[derive(Serialize)]
-pub struct FunctionView {
-    #[serde(flatten)]
-    version: FunctionVersion,
-    /// Where the function answers HTTP.
-    url: String,
-}
-
-impl From<FunctionVersion> for FunctionView {
-    fn from(version: FunctionVersion) -> Self {
-        let url = match version.version {
-            Qualifier::Latest => format!("/fn/{}", version.name),
-            Qualifier::Version(n) => format!("/fn/{}:{n}", version.name),
-        };
-        Self { version, url }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualifierQuery {
@@ -86,26 +69,8 @@ pub struct LogsQuery {
 }
 
 #[derive(Serialize)]
-struct FunctionList {
-    functions: Vec<FunctionView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_marker: Option<String>,
-}
-
-#[derive(Serialize)]
-struct VersionList {
-    versions: Vec<FunctionView>,
-}
-
-#[derive(Serialize)]
 struct InvocationList {
     invocations: Vec<InvocationRecord>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct PublishRequest {
-    description: Option<String>,
 }
 
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
@@ -138,11 +103,10 @@ pub async fn create(
 /// uses). 201 when created, 200 when updated.
 pub async fn deploy(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let (config, code) = read_deploy(&headers, body).await?;
     if config.name.as_ref().is_some_and(|n| *n != fname) {
         return Err(ApiError::bad_request(format!(
@@ -156,11 +120,10 @@ pub async fn deploy(
 /// `PUT /v1/functions/{name}/code`: replace the code of `$LATEST`.
 pub async fn update_code(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FunctionView>, ApiError> {
-    let fname = name(&raw)?;
     let code = read_code(&headers, body).await?;
     Ok(Json(p.update_code(&fname, code, None).await?.into()))
 }
@@ -169,10 +132,9 @@ pub async fn update_code(
 /// `GetFunction` points `Code.Location` at).
 pub async fn code(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let qualifier = qualifier(q.qualifier.as_deref())?;
     let bytes = p.code_of(&fname, qualifier).await?;
     let kind = if bytes.starts_with(b"PK") {
@@ -186,23 +148,18 @@ pub async fn code(
 /// `PATCH /v1/functions/{name}/config`: change settings of `$LATEST`.
 pub async fn update_config(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    JsonBody(update): JsonBody<FunctionUpdate>,
 ) -> Result<Json<FunctionView>, ApiError> {
-    let fname = name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let update: FunctionUpdate = parse_json(&bytes)?;
     Ok(Json(p.update_config(&fname, &update, None).await?.into()))
 }
 
 /// `GET /v1/functions/{name}[?qualifier=N]`.
 pub async fn get(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Json<FunctionView>, ApiError> {
-    let fname = name(&raw)?;
     let q = qualifier(q.qualifier.as_deref())?;
     Ok(Json(p.get(&fname, q)?.into()))
 }
@@ -224,9 +181,8 @@ pub async fn list(
 /// `DELETE /v1/functions/{name}`.
 pub async fn delete(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<StatusCode, ApiError> {
-    let fname = name(&raw)?;
     p.delete(&fname).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -235,17 +191,9 @@ pub async fn delete(
 /// when `$LATEST` was unchanged and the newest version is returned.
 pub async fn publish(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    JsonOrEmpty(req): JsonOrEmpty<PublishVersion>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PublishRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        PublishRequest::default()
-    } else {
-        parse_json(&bytes)?
-    };
     let (v, created) = p.publish(&fname, req.description.as_deref(), None).await?;
     Ok(created_or_ok(created, v))
 }
@@ -253,9 +201,8 @@ pub async fn publish(
 /// `GET /v1/functions/{name}/versions`.
 pub async fn versions(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let versions = p.versions(&fname)?;
     Ok(Json(VersionList {
         versions: versions.into_iter().map(Into::into).collect(),
@@ -266,10 +213,9 @@ pub async fn versions(
 /// `GET /v1/functions/{name}/logs?limit=N`: the newest invocations with their logs.
 pub async fn logs(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let limit = page_limit(q.limit)?;
     // A deleted or never-created function has no logs to show: say so instead of an empty list.
     p.get(&fname, Qualifier::Latest)?;
@@ -283,15 +229,6 @@ pub async fn invocation(
     Path(id): Path<String>,
 ) -> Result<Json<InvocationRecord>, ApiError> {
     Ok(Json(p.invocation(&id)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UrlRequest {
-    /// `NONE` (public) or `AWS_IAM` (a key is needed).
-    auth_type: String,
-    /// Lambda's `Cors` object.
-    cors: Option<serde_json::Value>,
 }
 
 /// The function and alias a `?qualifier=` names for a function URL configuration.
@@ -309,15 +246,11 @@ fn url_alias(raw: Option<&str>) -> Result<Option<lambent_core::AliasName>, ApiEr
 /// URL (`/fn/NAME[:ALIAS]`).
 pub async fn put_url(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(req): JsonBody<PutUrl>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let alias = url_alias(q.qualifier.as_deref())?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: UrlRequest = parse_json(&bytes)?;
     let auth: lambent_core::UrlAuthType = req
         .auth_type
         .parse()
@@ -339,10 +272,9 @@ pub async fn put_url(
 /// `GET /v1/functions/{name}/url[?qualifier=ALIAS]`.
 pub async fn get_url(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let alias = url_alias(q.qualifier.as_deref())?;
     Ok(Json(p.url(&fname, alias.as_ref())?).into_response())
 }
@@ -350,10 +282,9 @@ pub async fn get_url(
 /// `DELETE /v1/functions/{name}/url[?qualifier=ALIAS]`: the URL needs a key again.
 pub async fn delete_url(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let alias = url_alias(q.qualifier.as_deref())?;
     p.delete_url(&fname, alias.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::auth::UrlRoute;
 use crate::body::{declared_length, discard, read_limited};
 use crate::cors::Cors;
+use crate::extract::FunctionPath;
 use crate::url_event;
 use crate::{
     ApiError, AppState, HEADER_COLD_START, HEADER_DURATION_MS, HEADER_FUNCTION_ERROR,
@@ -370,13 +371,12 @@ pub struct InvokeQuery {
 /// function's output with status 200, the function's own status in `x-lambent-function-status`.
 pub async fn invoke(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
     Query(q): Query<InvokeQuery>,
+    FunctionPath(name): FunctionPath,
     req: Request,
 ) -> Response {
     let remote = remote_addr(&req);
     let result = async {
-        let name = crate::functions::name(&raw)?;
         let qualifier = crate::functions::selector(q.qualifier.as_deref())?;
         let (parts, body) = req.into_parts();
         let log_tail = wants_log_tail(&parts.headers);

@@ -1,29 +1,22 @@
 //! `/v1/keys`: the access keys that sign requests (SigV4) or serve as bearer tokens.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use lambent_control::ControlError;
 use lambent_core::KeyRole;
 use lambent_store::AccessKeyRow;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
+use crate::contract::CreateKey;
+use crate::extract::JsonOrEmpty;
 use crate::{ApiError, AppState};
 
 /// Longest key description, in characters.
 const MAX_KEY_DESCRIPTION_CHARS: usize = 256;
 /// The role of a key created without one: what keys had before roles, short of key management.
 pub const DEFAULT_KEY_ROLE: KeyRole = KeyRole::Deploy;
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CreateKey {
-    description: Option<String>,
-    role: Option<String>,
-}
 
 #[derive(Serialize)]
 struct KeyView {
@@ -54,15 +47,8 @@ impl From<AccessKeyRow> for KeyView {
 /// secret is shown this once.
 pub async fn create(
     State(p): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonOrEmpty(req): JsonOrEmpty<CreateKey>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: CreateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
-        CreateKey::default()
-    } else {
-        parse_json(&bytes)?
-    };
     let description = req.description.unwrap_or_default();
     if description.chars().count() > MAX_KEY_DESCRIPTION_CHARS {
         return Err(ApiError::bad_request(format!(

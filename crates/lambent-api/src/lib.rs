@@ -10,9 +10,11 @@
 
 pub mod auth;
 mod body;
+pub mod contract;
 mod cors;
 mod error;
 mod events;
+mod extract;
 mod functions;
 mod invoke;
 mod keys;
@@ -20,8 +22,13 @@ pub mod lambda;
 mod routing;
 mod scaling;
 pub mod server;
+#[cfg(feature = "test-clock")]
+mod test_clock;
 pub mod url_event;
 mod usage;
+
+#[cfg(test)]
+mod router_tests;
 
 use std::sync::Arc;
 
@@ -59,7 +66,7 @@ pub type AppState = Arc<Platform>;
 
 /// The whole HTTP API.
 pub fn router(platform: Arc<Platform>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
@@ -178,17 +185,20 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .get(events::get_trigger)
                 .delete(events::delete_trigger),
         )
-        .route(
-            "/v1/debug/clock",
-            post(events::advance_clock).get(events::clock),
-        )
         .route("/v1/functions/{name}/logs", get(functions::logs))
         .route("/v1/invocations/{id}", get(functions::invocation))
         .route("/v1/invocations", get(usage::invocations))
         .route("/v1/usage", get(usage::usage))
         .route("/fn/{target}", any(invoke::function_url))
         .route("/fn/{target}/", any(invoke::function_url))
-        .route("/fn/{target}/{*path}", any(invoke::function_url))
+        .route("/fn/{target}/{*path}", any(invoke::function_url));
+    // The test clock exists only in builds with the `test-clock` feature.
+    #[cfg(feature = "test-clock")]
+    let router = router.route(
+        "/v1/debug/clock",
+        post(test_clock::advance_clock).get(test_clock::clock),
+    );
+    router
         .merge(lambda::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -201,26 +211,19 @@ pub fn router(platform: Arc<Platform>) -> Router {
 }
 
 async fn not_found(uri: http::Uri) -> axum::response::Response {
-    if lambda::is_lambda_path(uri.path()) {
-        return LambdaError::new(
-            http::StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            format!(
-                "lambent does not implement this Lambda operation ({})",
-                uri.path()
-            ),
-        )
-        .into_response();
-    }
-    ApiError::new(
+    let path = uri.path();
+    let message = if lambda::is_lambda_path(path) {
+        format!("lambent does not implement this Lambda operation ({path})")
+    } else {
+        format!("no route for {path}; the API lives under /v1 and function URLs under /fn/NAME")
+    };
+    error::error_for_path(
+        path,
         http::StatusCode::NOT_FOUND,
+        "UnknownOperationException",
         "RouteNotFound",
-        format!(
-            "no route for {}; the API lives under /v1 and function URLs under /fn/NAME",
-            uri.path()
-        ),
+        message,
     )
-    .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

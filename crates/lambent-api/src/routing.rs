@@ -2,19 +2,19 @@
 //! routing and reserved concurrency in the native API (the Lambda API has the same through
 //! `CreateAlias` and `PutFunctionConcurrency`).
 
-use std::collections::BTreeMap;
-
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use lambent_control::AliasUpdate;
 use lambent_core::{AliasName, Qualifier};
 use serde::Deserialize;
 
-use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
-use crate::functions::name;
+use crate::contract::{
+    Admission, AliasList, Concurrency, PutAdmission, PutAlias, PutConcurrency, PutProvisioned,
+    PutProvisionedSchedule,
+};
+use crate::extract::{FunctionPath, JsonBody};
 use crate::{ApiError, AppState};
 
 fn alias_name(raw: &str) -> Result<AliasName, ApiError> {
@@ -22,27 +22,14 @@ fn alias_name(raw: &str) -> Result<AliasName, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidName", e.to_string()))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutAlias {
-    /// The main version: a number or `$LATEST`.
-    version: String,
-    description: Option<String>,
-    /// Published versions that take a share of the calls: `{"2": 0.1}`.
-    weights: Option<BTreeMap<String, f64>>,
-}
-
 /// `PUT /v1/functions/{name}/aliases/{alias}`: create the alias or point it elsewhere.
 pub async fn put_alias(
     State(p): State<AppState>,
-    Path((raw, alias)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    Path((_, alias)): Path<(String, String)>,
+    JsonBody(req): JsonBody<PutAlias>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let alias = alias_name(&alias)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PutAlias = parse_json(&bytes)?;
     let version: Qualifier = req.version.parse().map_err(|e: lambent_core::NameError| {
         ApiError::new(StatusCode::BAD_REQUEST, "InvalidQualifier", e.to_string())
     })?;
@@ -72,78 +59,64 @@ pub async fn put_alias(
 /// `GET /v1/functions/{name}/aliases`.
 pub async fn list_aliases(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    let aliases = p.aliases(&name(&raw)?)?;
-    Ok(Json(serde_json::json!({ "aliases": aliases })).into_response())
+    let aliases = p.aliases(&fname)?;
+    Ok(Json(AliasList { aliases }).into_response())
 }
 
 /// `GET /v1/functions/{name}/aliases/{alias}`.
 pub async fn get_alias(
     State(p): State<AppState>,
-    Path((raw, alias)): Path<(String, String)>,
+    FunctionPath(fname): FunctionPath,
+    Path((_, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(p.alias(&name(&raw)?, &alias_name(&alias)?)?).into_response())
+    Ok(Json(p.alias(&fname, &alias_name(&alias)?)?).into_response())
 }
 
 /// `DELETE /v1/functions/{name}/aliases/{alias}`.
 pub async fn delete_alias(
     State(p): State<AppState>,
-    Path((raw, alias)): Path<(String, String)>,
+    FunctionPath(fname): FunctionPath,
+    Path((_, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    p.delete_alias(&name(&raw)?, &alias_name(&alias)?).await?;
+    p.delete_alias(&fname, &alias_name(&alias)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutConcurrency {
-    reserved: u32,
 }
 
 /// `PUT /v1/functions/{name}/concurrency` `{"reserved": N}`: reserve (and cap) concurrency.
 pub async fn put_concurrency(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    JsonBody(req): JsonBody<PutConcurrency>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PutConcurrency = parse_json(&bytes)?;
     let n = p.put_reserved_concurrency(&fname, req.reserved).await?;
-    Ok(Json(serde_json::json!({ "reserved": n })).into_response())
+    Ok(Json(Concurrency { reserved: Some(n) }).into_response())
 }
 
 /// `GET /v1/functions/{name}/concurrency`: `{"reserved": N}` or `{"reserved": null}`.
 pub async fn get_concurrency(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    let n = p.reserved_concurrency(&name(&raw)?)?;
-    Ok(Json(serde_json::json!({ "reserved": n })).into_response())
+    let n = p.reserved_concurrency(&fname)?;
+    Ok(Json(Concurrency { reserved: n }).into_response())
 }
 
 /// `DELETE /v1/functions/{name}/concurrency`: back to the shared pool.
 pub async fn delete_concurrency(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    p.delete_reserved_concurrency(&name(&raw)?).await?;
+    p.delete_reserved_concurrency(&fname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PutAdmission {
-    max_wait_ms: u32,
-}
-
 fn admission_json(own: Option<std::time::Duration>, effective: std::time::Duration) -> Response {
-    Json(serde_json::json!({
-        "maxWaitMs": own.map(|d| d.as_millis()),
-        "effectiveMaxWaitMs": effective.as_millis(),
-    }))
+    Json(Admission {
+        max_wait_ms: own.map(|d| d.as_millis()),
+        effective_max_wait_ms: effective.as_millis(),
+    })
     .into_response()
 }
 
@@ -151,13 +124,9 @@ fn admission_json(own: Option<std::time::Duration>, effective: std::time::Durati
 /// limit waits up to N ms for a slot, first come first served, before its 429.
 pub async fn put_admission(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    JsonBody(req): JsonBody<PutAdmission>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PutAdmission = parse_json(&bytes)?;
     p.put_admission_wait(
         &fname,
         std::time::Duration::from_millis(u64::from(req.max_wait_ms)),
@@ -171,18 +140,18 @@ pub async fn put_admission(
 /// applies.
 pub async fn get_admission(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    let (own, effective) = p.admission_wait(&name(&raw)?)?;
+    let (own, effective) = p.admission_wait(&fname)?;
     Ok(admission_json(own, effective))
 }
 
 /// `DELETE /v1/functions/{name}/admission`: back to the server's default wait.
 pub async fn delete_admission(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    p.delete_admission_wait(&name(&raw)?).await?;
+    p.delete_admission_wait(&fname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -190,12 +159,6 @@ pub async fn delete_admission(
 #[serde(deny_unknown_fields)]
 pub struct ProvisionedParams {
     qualifier: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutProvisioned {
-    provisioned: u32,
 }
 
 fn provisioned_json(c: &lambent_control::ProvisionedConfig) -> serde_json::Value {
@@ -222,15 +185,11 @@ fn provisioned_qualifier(q: Option<String>) -> Result<String, ApiError> {
 /// of a published version initialised ahead of calls.
 pub async fn put_provisioned(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     axum::extract::Query(q): axum::extract::Query<ProvisionedParams>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(req): JsonBody<PutProvisioned>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let qualifier = provisioned_qualifier(q.qualifier)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PutProvisioned = parse_json(&bytes)?;
     let c = p
         .put_provisioned(&fname, &qualifier, req.provisioned)
         .await?;
@@ -241,10 +200,9 @@ pub async fn put_provisioned(
 /// (`allocated`, `status` READY or IN_PROGRESS), or all of the function's.
 pub async fn get_provisioned(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     axum::extract::Query(q): axum::extract::Query<ProvisionedParams>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     match q.qualifier {
         Some(qualifier) => {
             let c = p.provisioned_config(&fname, &qualifier)?;
@@ -264,21 +222,12 @@ pub async fn get_provisioned(
 /// `DELETE /v1/functions/{name}/provisioned?qualifier=Q`: stop keeping instances ahead.
 pub async fn delete_provisioned(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
     axum::extract::Query(q): axum::extract::Query<ProvisionedParams>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
     let qualifier = provisioned_qualifier(q.qualifier)?;
     p.delete_provisioned(&fname, &qualifier).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutProvisionedSchedule {
-    qualifier: String,
-    schedule: String,
-    provisioned: u32,
 }
 
 fn provisioned_schedule_json(s: &lambent_control::ProvisionedSchedule) -> serde_json::Value {
@@ -296,13 +245,10 @@ fn provisioned_schedule_json(s: &lambent_control::ProvisionedSchedule) -> serde_
 /// provisioned instances (0 removes its configuration).
 pub async fn put_provisioned_schedule(
     State(p): State<AppState>,
-    Path((raw, schedule)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    Path((_, schedule)): Path<(String, String)>,
+    JsonBody(req): JsonBody<PutProvisionedSchedule>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PutProvisionedSchedule = parse_json(&bytes)?;
     let s = p
         .put_provisioned_schedule(
             &fname,
@@ -318,10 +264,10 @@ pub async fn put_provisioned_schedule(
 /// `GET /v1/functions/{name}/provisioned-schedules`: the function's scheduled changes.
 pub async fn list_provisioned_schedules(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
     let all: Vec<_> = p
-        .provisioned_schedules(&name(&raw)?)?
+        .provisioned_schedules(&fname)?
         .iter()
         .map(provisioned_schedule_json)
         .collect();
@@ -331,9 +277,9 @@ pub async fn list_provisioned_schedules(
 /// `DELETE /v1/functions/{name}/provisioned-schedules/{schedule}`.
 pub async fn delete_provisioned_schedule(
     State(p): State<AppState>,
-    Path((raw, schedule)): Path<(String, String)>,
+    FunctionPath(fname): FunctionPath,
+    Path((_, schedule)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    p.delete_provisioned_schedule(&name(&raw)?, &schedule)
-        .await?;
+    p.delete_provisioned_schedule(&fname, &schedule).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

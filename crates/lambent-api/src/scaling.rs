@@ -4,27 +4,16 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use lambent_control::keepalive::KeepAlivePolicy;
 use lambent_core::{KeepAliveSetting, ScalingConfig};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::body::{MAX_JSON_BODY_BYTES, parse_json, read_limited};
-use crate::functions::name;
+use crate::contract::PutScaling;
+use crate::extract::{FunctionPath, JsonBody};
 use crate::{ApiError, AppState};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PutScaling {
-    instance_concurrency: Option<u32>,
-    /// `fixed` or `adaptive`; absent: the platform's policy (or `fixed` with keepAliveSeconds).
-    keep_alive_policy: Option<String>,
-    keep_alive_seconds: Option<u64>,
-}
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", message)
@@ -106,13 +95,9 @@ fn scaling_json(p: &AppState, own: Option<ScalingConfig>, effective: ScalingConf
 /// replaces the function's own settings (absent fields take the platform's).
 pub async fn put_scaling(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    FunctionPath(fname): FunctionPath,
+    JsonBody(req): JsonBody<PutScaling>,
 ) -> Result<Response, ApiError> {
-    let fname = name(&raw)?;
-    let bytes = read_limited(&headers, body, MAX_JSON_BODY_BYTES).await?;
-    let req: PutScaling = parse_json(&bytes)?;
     p.put_scaling(&fname, req.into_config()?).await?;
     let (own, effective) = p.scaling(&fname)?;
     Ok(scaling_json(&p, own, effective))
@@ -122,18 +107,18 @@ pub async fn put_scaling(
 /// apply.
 pub async fn get_scaling(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    let (own, effective) = p.scaling(&name(&raw)?)?;
+    let (own, effective) = p.scaling(&fname)?;
     Ok(scaling_json(&p, own, effective))
 }
 
 /// `DELETE /v1/functions/{name}/scaling`: back to the platform's settings.
 pub async fn delete_scaling(
     State(p): State<AppState>,
-    Path(raw): Path<String>,
+    FunctionPath(fname): FunctionPath,
 ) -> Result<Response, ApiError> {
-    p.delete_scaling(&name(&raw)?).await?;
+    p.delete_scaling(&fname).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -12,8 +12,6 @@
 //! the function, and answers 502 when [`response_from_payload`] returns an error or the function
 //! itself failed.
 
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -489,50 +487,7 @@ fn is_text_content_type(headers: &HeaderMap) -> bool {
 
 /// `requestContext.time`: the UTC time as `28/Nov/2026:17:05:59 +0000`.
 fn request_time(epoch_ms: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let seconds = epoch_ms.div_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let month_name = usize::try_from(month - 1)
-        .ok()
-        .and_then(|index| MONTHS.get(index))
-        .copied()
-        .unwrap_or("Jan");
-    let mut time = String::with_capacity(26);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        time,
-        "{day:02}/{month_name}/{year:04}:{:02}:{:02}:{:02} +0000",
-        second_of_day / 3600,
-        second_of_day % 3600 / 60,
-        second_of_day % 60,
-    );
-    time
-}
-
-/// The proleptic Gregorian (year, month 1-12, day 1-31) of a count of days since 1970-01-01.
-///
-/// Shifts the calendar to start on 1 March so the leap day ends a year, then splits the days into
-/// 400-year eras (146 097 days each), years within the era, and month and day within the year.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097); // 0..=146_096
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March .. 11 = February
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    lambent_core::clock::clf_time(epoch_ms)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use lambent_core::{FunctionName, UsageSums};
+use lambent_core::{FunctionName, UsageSums, now_ms};
 use lambent_store::metadata::{parse_rfc3339_ms, rfc3339_ms};
 use lambent_store::{UsageGroup, UsageQuery};
 use serde::Deserialize;
@@ -37,12 +37,6 @@ pub struct RecordParams {
     to: Option<String>,
     function: Option<String>,
     limit: Option<u32>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn invalid(message: String) -> ApiError {

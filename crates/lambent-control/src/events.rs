@@ -15,9 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use lambent_core::event::MAX_IDEMPOTENCY_KEY_CHARS;
-use lambent_core::limits::{ACCOUNT_ID, MAX_ASYNC_PAYLOAD_BYTES};
+use lambent_core::limits::MAX_ASYNC_PAYLOAD_BYTES;
 use lambent_core::{
-    Destination, EventInvokeConfig, FunctionName, InvokeError, Qualifier, Selector,
+    Destination, EventInvokeConfig, FunctionArn, FunctionName, InvokeError, Qualifier, Selector,
 };
 use lambent_store::events::{
     Conclusion, Delivery, Enqueued, Event, EventConfigRow, EventDepth, EventState, NewEvent,
@@ -51,6 +51,7 @@ const STALE_RUNNING_MS: i64 = 2 * lambent_core::limits::MAX_TIMEOUT_S as i64 * 1
 /// Idempotency key prefixes lambent uses for the events it makes itself.
 const RESERVED_KEY_PREFIXES: [&str; 2] = ["schedule:", "destination:"];
 /// The largest single move of the test clock.
+#[cfg(feature = "test-clock")]
 const MAX_CLOCK_STEP_MS: i64 = 366 * 24 * 3600 * 1000;
 /// The meta key of the test clock's offset.
 const CLOCK_KEY: &str = "clock_offset_ms";
@@ -89,6 +90,7 @@ impl Drop for PollerSlot {
 #[derive(Debug)]
 pub struct Clock {
     offset_ms: AtomicI64,
+    #[cfg(feature = "test-clock")]
     controllable: bool,
 }
 
@@ -158,6 +160,7 @@ pub(crate) struct Events {
     pub(crate) queue_wakes: parking_lot::Mutex<HashMap<String, Arc<Notify>>>,
     in_flight: AtomicUsize,
     /// Serialises test clock advances.
+    #[cfg(feature = "test-clock")]
     clock_lock: tokio::sync::Mutex<()>,
     pub(crate) accepted: AtomicU64,
     duplicates: AtomicU64,
@@ -219,6 +222,7 @@ impl Events {
             store,
             clock: Clock {
                 offset_ms: AtomicI64::new(offset),
+                #[cfg(feature = "test-clock")]
                 controllable: config.test_clock,
             },
             config,
@@ -228,6 +232,7 @@ impl Events {
             triggers_changed: Notify::new(),
             queue_wakes: parking_lot::Mutex::default(),
             in_flight: AtomicUsize::new(0),
+            #[cfg(feature = "test-clock")]
             clock_lock: tokio::sync::Mutex::new(()),
             accepted: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -251,6 +256,7 @@ impl Events {
     }
 
     /// Moves the test clock forward (only when it is controllable); returns the new time.
+    #[cfg(feature = "test-clock")]
     pub(crate) async fn advance_clock(&self, by_ms: i64) -> Result<i64, ControlError> {
         let clock = &self.clock;
         if !clock.controllable {
@@ -427,10 +433,7 @@ fn backoff_ms(base_ms: i64, n: u32, cap_ms: i64) -> i64 {
 
 impl Platform {
     fn function_arn(&self, function: &str, qualifier: &str) -> String {
-        format!(
-            "arn:aws:lambda:{}:{ACCOUNT_ID}:function:{function}:{qualifier}",
-            self.region
-        )
+        FunctionArn::new(&self.region, function, Some(qualifier)).to_string()
     }
 
     /// Accepts an asynchronous invocation: stores it durably and returns its id (or, for a
@@ -521,6 +524,7 @@ impl Platform {
     }
 
     /// Moves the test clock forward (only with `--test-clock`); returns the new time.
+    #[cfg(feature = "test-clock")]
     pub async fn advance_clock(&self, by_ms: i64) -> Result<i64, ControlError> {
         self.events.advance_clock(by_ms).await
     }
@@ -1132,10 +1136,14 @@ mod tests {
         assert_eq!(json_or_string(&dead[0].body), record);
 
         // The test clock's advance is stored, and a service opened later starts from it.
-        let before = events.clock.now_ms();
-        let after = events.advance_clock(3_600_000).await.expect("advance");
-        assert!(after >= before + 3_600_000);
-        assert!(events.advance_clock(-1).await.is_err(), "never backwards");
+        #[cfg(feature = "test-clock")]
+        let after = {
+            let before = events.clock.now_ms();
+            let after = events.advance_clock(3_600_000).await.expect("advance");
+            assert!(after >= before + 3_600_000);
+            assert!(events.advance_clock(-1).await.is_err(), "never backwards");
+            after
+        };
         assert!(events.delete_config("f", "$LATEST").await.expect("delete"));
         assert_eq!(
             events.config_for("f", "$LATEST"),
@@ -1144,6 +1152,7 @@ mod tests {
         events.store.shutdown();
         drop(events);
         let reopened = service(&dir).await;
+        #[cfg(feature = "test-clock")]
         assert!(reopened.clock.now_ms() >= after);
         assert!(
             reopened.configs.read().is_empty(),

@@ -4,16 +4,16 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use lambent_core::limits::{ACCOUNT_ID, LOG_TAIL_BYTES, MAX_CODE_BYTES, MAX_SYNC_PAYLOAD_BYTES};
+use lambent_core::limits::{LOG_TAIL_BYTES, MAX_CODE_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use lambent_core::{
-    Alias, AliasError, AliasName, ConfigError, DEFAULT_TENANT, FunctionConfig, FunctionCreate,
-    FunctionName, FunctionUpdate, FunctionUrlConfig, FunctionVersion, InvocationOutcome,
-    InvocationRecord, KeepAliveSetting, MemoryBudget, MemoryReservation, NameError, Qualifier,
-    Runtime, RuntimeFamily, ScalingConfig, Selector,
+    Alias, AliasError, AliasName, ConfigError, DEFAULT_TENANT, FunctionArn, FunctionConfig,
+    FunctionCreate, FunctionName, FunctionUpdate, FunctionUrlConfig, FunctionVersion,
+    InvocationOutcome, InvocationRecord, KeepAliveSetting, MemoryBudget, MemoryReservation,
+    NameError, Qualifier, Runtime, RuntimeFamily, ScalingConfig, Selector,
 };
 use lambent_sandbox::{FunctionSpec, InvokeInput, PackageError, ProcessExecutor, SandboxConfig};
 use lambent_store::metadata::now_rfc3339;
@@ -324,11 +324,7 @@ pub(crate) type UrlKey = (FunctionName, Option<AliasName>);
 /// The longest a call may wait for a concurrency slot.
 pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(60);
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use lambent_core::now_ms;
 
 /// Refuses a change made from a revision (`given`) other than the `current` one.
 pub(crate) fn check_revision(current: &str, given: Option<&str>) -> Result<(), ControlError> {
@@ -1227,13 +1223,12 @@ impl Platform {
             .get_or_init(|| {
                 let v = &resolved.version;
                 let c = &v.config;
-                let mut arn = format!(
-                    "arn:aws:lambda:{}:{ACCOUNT_ID}:function:{}",
-                    self.region, v.name
-                );
-                if let Qualifier::Version(n) = v.version {
-                    arn.push_str(&format!(":{n}"));
-                }
+                let version = match v.version {
+                    Qualifier::Version(n) => Some(n.to_string()),
+                    Qualifier::Latest => None,
+                };
+                let arn =
+                    FunctionArn::new(&self.region, v.name.as_str(), version.as_deref()).to_string();
                 let mut env: Vec<(String, String)> = c
                     .environment
                     .iter()

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::arn::FunctionArn;
 use crate::name::{FunctionName, Selector};
 
 /// Retries after a failed asynchronous run, at most (Lambda's range is 0-2).
@@ -79,9 +80,18 @@ impl Destination {
     /// `arn:aws:sqs:…:QUEUE`) or lambent's short forms `function:NAME[:Q]` and `queue:NAME`.
     pub fn parse(s: &str) -> Result<Self, EventConfigError> {
         let bad = || EventConfigError::Destination(s.to_owned());
+        if let Some(arn) = FunctionArn::parse(s) {
+            return Ok(Self::Function {
+                name: FunctionName::new(arn.name).map_err(|_| bad())?,
+                qualifier: match arn.qualifier {
+                    Some(q) => q.parse().map_err(|_| bad())?,
+                    None => Selector::default(),
+                },
+            });
+        }
         let parts: Vec<&str> = s.split(':').collect();
         let (kind, rest): (&str, &[&str]) = match parts.as_slice() {
-            ["arn", _, "lambda", _, _, "function", rest @ ..] => ("function", rest),
+            ["arn", _, "lambda", ..] => return Err(bad()),
             ["arn", _, "sqs", _, _, queue] => ("queue", std::slice::from_ref(queue)),
             ["function", rest @ ..] => ("function", rest),
             ["queue", queue] => ("queue", std::slice::from_ref(queue)),
@@ -104,12 +114,19 @@ impl Destination {
     /// The ARN Lambda clients expect back.
     pub fn arn(&self, region: &str, account: &str) -> String {
         match self {
-            Self::Function { name, qualifier } => match qualifier {
-                Selector::Version(crate::Qualifier::Latest) => {
-                    format!("arn:aws:lambda:{region}:{account}:function:{name}")
+            Self::Function { name, qualifier } => {
+                let q = qualifier.to_string();
+                FunctionArn {
+                    region,
+                    account,
+                    name: name.as_str(),
+                    qualifier: match qualifier {
+                        Selector::Version(crate::Qualifier::Latest) => None,
+                        _ => Some(&q),
+                    },
                 }
-                q => format!("arn:aws:lambda:{region}:{account}:function:{name}:{q}"),
-            },
+                .to_string()
+            }
             Self::Queue(q) => format!("arn:aws:sqs:{region}:{account}:{q}"),
         }
     }

@@ -1,8 +1,11 @@
 //! Amazon EventBridge schedule expressions, `rate(...)` and `cron(...)`, evaluated in UTC.
 //!
-//! Calendar arithmetic uses Howard Hinnant's days-from-civil algorithms; no time crate is needed.
+//! Calendar arithmetic goes through the `time` crate ([`crate::clock`]); days are counted from
+//! 1970-01-01.
 
 use std::fmt;
+
+use crate::clock;
 
 const MS_PER_MINUTE: u64 = 60_000;
 const MS_PER_HOUR: u64 = 3_600_000;
@@ -438,42 +441,35 @@ impl Cron {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`).
+/// Days since 1970-01-01 of a proleptic Gregorian date. A date that does not exist (or lies
+/// outside the years `time` represents) counts as the end of time, past every schedule.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    clock::date(y, m, d).map_or(i64::MAX, clock::days_of_date)
 }
 
-/// The date `(year, month, day)` of days since 1970-01-01 (Hinnant's `civil_from_days`).
+/// The date `(year, month, day)` of days since 1970-01-01; days past the year 9999 give
+/// 9999-12-31, which no schedule reaches ([`YEARS`] ends long before).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let date = clock::date_of_days(z);
+    (
+        i64::from(date.year()),
+        u32::from(u8::from(date.month())),
+        u32::from(date.day()),
+    )
 }
 
-/// 1 = Sunday ... 7 = Saturday; 1970-01-01 was a Thursday.
+/// 1 = Sunday ... 7 = Saturday.
 fn weekday(days: i64) -> u32 {
-    (days + 4).rem_euclid(7) as u32 + 1
+    u32::from(clock::date_of_days(days).weekday().number_from_sunday())
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    let month = u8::try_from(m)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .unwrap_or(time::Month::January);
+    let year = i32::try_from(y).unwrap_or(i32::MAX);
+    u32::from(month.length(year))
 }
 
 #[cfg(test)]

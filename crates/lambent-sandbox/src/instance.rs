@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lambent_core::limits::MAX_LOG_BYTES_PER_INVOCATION;
@@ -190,9 +190,7 @@ fn release(identity: SandboxIdentity, cgroup_removed: bool) {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(lambent_core::now_ms()).unwrap_or(0)
 }
 
 impl Instance {

@@ -806,35 +806,8 @@ fn row_to_invocation(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
     })
 }
 
-/// The current time as RFC 3339, for `last_modified`.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
-}
-
-/// Parses an RFC 3339 time (`2026-11-29T10:00:00Z`, any offset) into ms since the epoch.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-/// A Unix time in milliseconds as RFC 3339 UTC with milliseconds (`2026-11-29T04:30:00.123Z`).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+// The clock's formats live in lambent-core; re-exported for the store's callers.
+pub use lambent_core::clock::{now_rfc3339, parse_rfc3339_ms, rfc3339_ms};
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -8,6 +8,10 @@ use anyhow::{Context, anyhow, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use lambent_api::contract::{
+    Admission, Concurrency, CreateKey, PublishVersion, PutAdmission, PutAlias, PutConcurrency,
+    PutProvisioned, PutProvisionedSchedule, PutUrl,
+};
 use lambent_core::{FunctionCreate, Target};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
@@ -380,7 +384,10 @@ async fn deploy(api: &Api, json: bool, args: DeployArgs) -> anyhow::Result<()> {
         api.json(
             api.http
                 .put(api.url(&format!("/v1/functions/{name}/url")))
-                .json(&serde_json::json!({ "auth_type": auth })),
+                .json(&PutUrl {
+                    auth_type: auth.into(),
+                    cors: None,
+                }),
         )
         .await
         .context("setting the function URL's access")?;
@@ -619,7 +626,7 @@ pub async fn run(
             Ok(())
         }
         Command::Publish { name, description } => {
-            let body = serde_json::json!({ "description": description });
+            let body = PublishVersion { description };
             let v = api
                 .json(
                     api.http
@@ -719,7 +726,7 @@ pub async fn run(
             weight,
             description,
         } => {
-            let mut weights = serde_json::Map::new();
+            let mut weights = BTreeMap::new();
             for w in &weight {
                 let (v, share) = w.split_once('=').ok_or_else(|| {
                     anyhow!("--weight takes VERSION=SHARE, e.g. 2=0.1; got {w:?}")
@@ -727,13 +734,13 @@ pub async fn run(
                 let share: f64 = share
                     .parse()
                     .map_err(|_| anyhow!("the share in --weight {w:?} is not a number"))?;
-                weights.insert(v.to_owned(), share.into());
+                weights.insert(v.to_owned(), share);
             }
-            let body = serde_json::json!({
-                "version": version,
-                "description": description,
-                "weights": weights,
-            });
+            let body = PutAlias {
+                version,
+                description,
+                weights: Some(weights),
+            };
             let a = api
                 .json(
                     api.http
@@ -787,12 +794,8 @@ pub async fn run(
             let admission = api.url(&format!("/v1/functions/{name}/admission"));
             let mut v = match (reserved, clear) {
                 (Some(n), _) => {
-                    api.json(
-                        api.http
-                            .put(url)
-                            .json(&serde_json::json!({ "reserved": n })),
-                    )
-                    .await?
+                    api.json(api.http.put(url).json(&PutConcurrency { reserved: n }))
+                        .await?
                 }
                 (None, true) => {
                     api.json(api.http.delete(url)).await?;
@@ -805,7 +808,7 @@ pub async fn run(
                     api.json(
                         api.http
                             .put(admission)
-                            .json(&serde_json::json!({ "maxWaitMs": ms })),
+                            .json(&PutAdmission { max_wait_ms: ms }),
                     )
                     .await?
                 }
@@ -819,12 +822,15 @@ pub async fn run(
             if json {
                 return print_json(&v);
             }
-            match v.get("reserved").and_then(Value::as_u64) {
+            let reserved: Concurrency = serde_json::from_value(v.clone())
+                .context("the server's answer is not a concurrency setting")?;
+            let admission: Admission = serde_json::from_value(a.clone())
+                .context("the server's answer is not an admission setting")?;
+            match reserved.reserved {
                 Some(n) => println!("{name}: {n} reserved concurrent executions"),
                 None => println!("{name}: no reservation (shares the account's unreserved pool)"),
             }
-            let effective = a["effectiveMaxWaitMs"].as_u64().unwrap_or(0);
-            match (a["maxWaitMs"].as_u64(), effective) {
+            match (admission.max_wait_ms, admission.effective_max_wait_ms) {
                 (_, 0) => println!("{name}: calls over the limit get 429 at once"),
                 (Some(ms), _) => {
                     println!("{name}: calls over the limit wait up to {ms} ms for a slot")
@@ -841,10 +847,10 @@ pub async fn run(
 async fn keys(api: &Api, json: bool, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { description, role } => {
-            let mut body = serde_json::json!({ "description": description.unwrap_or_default() });
-            if let Some(role) = role {
-                body["role"] = role.into();
-            }
+            let body = CreateKey {
+                description: Some(description.unwrap_or_default()),
+                role,
+            };
             let k = api
                 .json(api.http.post(api.url("/v1/keys")).json(&body))
                 .await?;
@@ -925,7 +931,7 @@ async fn provisioned(
                 api.http
                     .put(url)
                     .query(&[("qualifier", q)])
-                    .json(&serde_json::json!({ "provisioned": n })),
+                    .json(&PutProvisioned { provisioned: n }),
             )
             .await?
         }
@@ -997,7 +1003,11 @@ async fn provisioned_schedule(
                     "give NAME:QUALIFIER (a version or an alias) to schedule, e.g. {name}:live"
                 );
             };
-            let body = serde_json::json!({ "qualifier": q, "schedule": expr, "provisioned": n });
+            let body = PutProvisionedSchedule {
+                qualifier: q.to_string(),
+                schedule: expr.clone(),
+                provisioned: n,
+            };
             let v = api
                 .json(api.http.put(api.url(&format!("{base}/{s}"))).json(&body))
                 .await?;

@@ -4,6 +4,9 @@
 
 use anyhow::bail;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use lambent_api::contract::{
+    CreateQueue, PatchSchedule, PutEventConfig, PutSchedule, PutTrigger, Redrive,
+};
 use lambent_core::{QueueName, ScheduleName, Selector, Target};
 use serde_json::{Value, json};
 
@@ -236,12 +239,12 @@ pub async fn event_config(
         return Ok(());
     } else if retries.is_some() || max_age.is_some() || on_success.is_some() || on_failure.is_some()
     {
-        let body = json!({
-            "maximumRetryAttempts": retries,
-            "maximumEventAgeInSeconds": max_age,
-            "onSuccess": on_success,
-            "onFailure": on_failure,
-        });
+        let body = PutEventConfig {
+            maximum_retry_attempts: retries.map(i64::from),
+            maximum_event_age_in_seconds: max_age.map(i64::from),
+            on_success,
+            on_failure,
+        };
         api.json(api.http.put(url).query(&qualifier).json(&body))
             .await?
     } else {
@@ -309,14 +312,14 @@ pub async fn schedule(api: &Api, json: bool, command: ScheduleCommand) -> anyhow
             disabled,
         } => {
             let name = schedule_name(&name)?;
-            let body = json!({
-                "name": name.as_str(),
-                "function": function,
-                "expression": expression,
-                "input": input,
-                "description": description,
-                "enabled": !disabled,
-            });
+            let body = PutSchedule {
+                name: Some(name.as_str().to_owned()),
+                function,
+                expression,
+                input: input.map(Value::String),
+                description,
+                enabled: Some(!disabled),
+            };
             let s = api
                 .json(api.http.post(api.url("/v1/schedules")).json(&body))
                 .await?;
@@ -347,7 +350,7 @@ async fn enable_schedule(api: &Api, json: bool, name: &str, enabled: bool) -> an
         .json(
             api.http
                 .patch(api.url(&format!("/v1/schedules/{name}")))
-                .json(&json!({ "enabled": enabled })),
+                .json(&PatchSchedule { enabled }),
         )
         .await?;
     if json {
@@ -422,12 +425,12 @@ pub async fn queue(api: &Api, json: bool, command: QueueCommand) -> anyhow::Resu
             max_receive_count,
         } => {
             let name = queue_name(&name)?;
-            let body = json!({
-                "name": name.as_str(),
-                "visibilityTimeout": visibility_timeout,
-                "deadLetterQueue": dead_letter_queue,
-                "maxReceiveCount": max_receive_count,
-            });
+            let body = CreateQueue {
+                name: name.as_str().to_owned(),
+                visibility_timeout,
+                dead_letter_queue,
+                max_receive_count,
+            };
             let q = api
                 .json(api.http.post(api.url("/v1/queues")).json(&body))
                 .await?;
@@ -536,7 +539,9 @@ pub async fn queue(api: &Api, json: bool, command: QueueCommand) -> anyhow::Resu
                 .http
                 .post(api.url(&format!("/v1/queues/{name}/redrive")));
             if !ids.is_empty() {
-                req = req.json(&json!({ "messageIds": ids }));
+                req = req.json(&Redrive {
+                    message_ids: Some(ids.clone()),
+                });
             }
             let v = api.json(req).await?;
             if json {
@@ -582,12 +587,12 @@ pub async fn queue(api: &Api, json: bool, command: QueueCommand) -> anyhow::Resu
             disabled,
         } => {
             let name = queue_name(&name)?;
-            let body = json!({
-                "function": function,
-                "batchSize": batch_size,
-                "maximumBatchingWindowInSeconds": batching_window,
-                "enabled": !disabled,
-            });
+            let body = PutTrigger {
+                function,
+                batch_size,
+                maximum_batching_window_in_seconds: batching_window,
+                enabled: Some(!disabled),
+            };
             let t = api
                 .json(
                     api.http

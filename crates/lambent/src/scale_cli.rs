@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use lambent_api::contract::PutScaling;
 use serde_json::{Value, json};
 
 use crate::client::{Api, print_json, text};
@@ -38,16 +39,11 @@ pub async fn scaling(api: &Api, json_out: bool, args: ScalingArgs) -> anyhow::Re
         api.json(api.http.delete(url.clone())).await?;
         api.json(api.http.get(url)).await?
     } else if setting {
-        let mut body = json!({});
-        if let Some(n) = args.instance_concurrency {
-            body["instanceConcurrency"] = json!(n);
-        }
-        if let Some(p) = &args.keep_alive {
-            body["keepAlivePolicy"] = json!(p);
-        }
-        if let Some(s) = args.keep_alive_seconds {
-            body["keepAliveSeconds"] = json!(s);
-        }
+        let body = PutScaling {
+            instance_concurrency: args.instance_concurrency,
+            keep_alive_policy: args.keep_alive.clone(),
+            keep_alive_seconds: args.keep_alive_seconds,
+        };
         api.json(api.http.put(url).json(&body)).await?
     } else {
         api.json(api.http.get(url)).await?

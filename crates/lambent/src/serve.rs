@@ -88,7 +88,9 @@ pub struct ServeArgs {
     /// (until a restart with pollers).
     #[arg(long, default_value_t = 256)]
     event_pollers: usize,
-    /// Let `POST /v1/debug/clock` move the clock of events and schedules forward (for tests).
+    /// Let `POST /v1/debug/clock` move the clock of events and schedules forward (for tests;
+    /// only in builds with the `test-clock` feature).
+    #[cfg(feature = "test-clock")]
     #[arg(long)]
     test_clock: bool,
     /// Seconds a caller has to send a whole request head, from its first byte (a new connection:
@@ -369,7 +371,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 retry_base: std::time::Duration::try_from_secs_f64(args.event_retry_delay)
                     .context("--event-retry-delay must be a non-negative number of seconds")?,
                 pollers: args.event_pollers,
+                #[cfg(feature = "test-clock")]
                 test_clock: args.test_clock,
+                #[cfg(not(feature = "test-clock"))]
+                test_clock: false,
             },
         })
         .await

@@ -50,16 +50,13 @@ fn parse_span(span: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("--since {span:?} is out of range"))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 pub async fn usage(api: &Api, json: bool, args: UsageArgs) -> anyhow::Result<()> {
     let mut query: Vec<(&str, String)> = vec![("groupBy", args.by.clone())];
     if let Some(since) = &args.since {
-        query.push(("from", (now_ms() - parse_span(since)?).to_string()));
+        query.push((
+            "from",
+            (lambent_core::now_ms() - parse_span(since)?).to_string(),
+        ));
     }
     if let Some(from) = args.from {
         query.push(("from", from));

@@ -11,13 +11,12 @@ use lambent_core::event::{EventConfigError, EventInvokeConfig};
 use lambent_core::limits::ACCOUNT_ID;
 use lambent_core::{Destination, FunctionName, Selector};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::functions::QualifierQuery;
-use super::{function_arn, function_ref, reply};
+use super::{function_arn, function_ref, json_body, reply};
 use crate::AppState;
-use crate::body::{MAX_JSON_BODY_BYTES, read_limited};
+use crate::body::MAX_JSON_BODY_BYTES;
 use crate::error::LambdaError;
 
 type Result<T, E = LambdaError> = std::result::Result<T, E>;
@@ -46,21 +45,6 @@ struct EventInvokeConfigRequest {
     maximum_retry_attempts: Option<i64>,
     maximum_event_age_in_seconds: Option<i64>,
     destination_config: Option<DestinationConfigInput>,
-}
-
-/// Reads and parses a JSON body (an empty one is `{}`), with serde's message on failure.
-async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T> {
-    let bytes = read_limited(headers, body, MAX_JSON_BODY_BYTES).await?;
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| {
-        LambdaError::invalid(format!(
-            "the request body is not a valid event invoke configuration: {e}"
-        ))
-    })
 }
 
 /// The destination a `DestinationConfig` member names, if any.
@@ -144,7 +128,13 @@ async fn put(
     merge: bool,
 ) -> Result<Response> {
     let (name, selector) = target(raw, q)?;
-    let req: EventInvokeConfigRequest = json_body(headers, body).await?;
+    let req: EventInvokeConfigRequest = json_body(
+        headers,
+        body,
+        MAX_JSON_BODY_BYTES,
+        "a valid event invoke configuration",
+    )
+    .await?;
     let base = if merge {
         match p.event_config(&name, &selector) {
             Ok((c, _)) => c,

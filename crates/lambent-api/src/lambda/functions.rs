@@ -19,31 +19,17 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{alias_configuration, configuration, function_ref, reply, url_configuration};
+use super::{
+    alias_configuration, configuration, function_ref, json_body, reply, url_configuration,
+};
 use crate::AppState;
-use crate::body::{MAX_JSON_BODY_BYTES, MAX_UPLOAD_BODY_BYTES, read_limited};
+use crate::body::{MAX_JSON_BODY_BYTES, MAX_UPLOAD_BODY_BYTES};
 use crate::error::LambdaError;
 
 type Result<T, E = LambdaError> = std::result::Result<T, E>;
 
-/// Reads and parses a JSON body into `T`, with serde's message on failure.
-async fn json_body<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<T> {
-    let bytes = read_limited(headers, body, limit).await?;
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| {
-        LambdaError::invalid(format!(
-            "the request body is not valid for this operation: {e}"
-        ))
-    })
-}
+/// What a body that does not parse is not.
+const OPERATION_BODY: &str = "valid for this operation";
 
 /// The JSON body of a code upload (`CreateFunction`, `UpdateFunctionCode`). Over
 /// [`MAX_UPLOAD_BODY_BYTES`] it is Lambda's `RequestEntityTooLargeException`, worded as Lambda
@@ -53,7 +39,7 @@ async fn code_upload_body<T: DeserializeOwned>(
     body: Body,
     operation: &str,
 ) -> Result<T> {
-    match json_body(headers, body, MAX_UPLOAD_BODY_BYTES).await {
+    match json_body(headers, body, MAX_UPLOAD_BODY_BYTES, OPERATION_BODY).await {
         Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => Err(LambdaError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLargeException",
@@ -496,7 +482,8 @@ pub async fn update_configuration(
     body: Body,
 ) -> Result<Response> {
     let name = unqualified(&raw)?;
-    let req: UpdateConfigurationRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: UpdateConfigurationRequest =
+        json_body(&headers, body, MAX_JSON_BODY_BYTES, OPERATION_BODY).await?;
     refuse_unsupported(
         req.layers.as_ref(),
         req.dead_letter_config.as_ref(),
@@ -554,7 +541,8 @@ pub async fn publish(
     body: Body,
 ) -> Result<Response> {
     let name = unqualified(&raw)?;
-    let req: PublishRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: PublishRequest =
+        json_body(&headers, body, MAX_JSON_BODY_BYTES, OPERATION_BODY).await?;
     let latest = p.get(&name, Qualifier::Latest)?;
     if let Some(sha) = &req.code_sha256 {
         let current = super::code_sha256_base64(&latest.code_sha256);
@@ -663,7 +651,8 @@ pub async fn create_alias(
     body: Body,
 ) -> Result<Response> {
     let name = unqualified(&raw)?;
-    let req: CreateAliasRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: CreateAliasRequest =
+        json_body(&headers, body, MAX_JSON_BODY_BYTES, OPERATION_BODY).await?;
     let alias = alias_name(&req.name)?;
     let version = version_param(&req.function_version)?;
     let weights = req
@@ -714,7 +703,8 @@ pub async fn update_alias(
 ) -> Result<Response> {
     let name = unqualified(&raw)?;
     let alias = alias_name(&alias)?;
-    let req: UpdateAliasRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: UpdateAliasRequest =
+        json_body(&headers, body, MAX_JSON_BODY_BYTES, OPERATION_BODY).await?;
     let update = AliasUpdate {
         version: req
             .function_version
@@ -781,7 +771,8 @@ pub async fn put_concurrency(
     body: Body,
 ) -> Result<Response> {
     let name = unqualified(&raw)?;
-    let req: ConcurrencyRequest = json_body(&headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: ConcurrencyRequest =
+        json_body(&headers, body, MAX_JSON_BODY_BYTES, OPERATION_BODY).await?;
     let n = p
         .put_reserved_concurrency(&name, req.reserved_concurrent_executions)
         .await?;
@@ -892,7 +883,7 @@ async fn put_url(
     replace: bool,
 ) -> Result<Response> {
     let (name, alias) = url_target(raw, q.qualifier.as_deref())?;
-    let req: UrlRequest = json_body(headers, body, MAX_JSON_BODY_BYTES).await?;
+    let req: UrlRequest = json_body(headers, body, MAX_JSON_BODY_BYTES, OPERATION_BODY).await?;
     let (auth, cors) = req.parse()?;
     let u = p.put_url(&name, alias, auth, cors, replace).await?;
     let status = if replace {

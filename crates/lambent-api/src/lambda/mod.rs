@@ -12,7 +12,9 @@ use axum::Router;
 use axum::routing::{get, post, put};
 use base64::Engine as _;
 use lambent_core::limits::ACCOUNT_ID;
-use lambent_core::{Alias, FunctionName, FunctionUrlConfig, FunctionVersion, Qualifier, Selector};
+use lambent_core::{
+    Alias, FunctionArn, FunctionName, FunctionUrlConfig, FunctionVersion, Qualifier, Selector,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -121,31 +123,13 @@ pub(crate) fn function_ref(
     query_qualifier: Option<&str>,
 ) -> Result<(FunctionName, Option<Selector>), LambdaError> {
     let parts: Vec<&str> = raw.split(':').collect();
-    let (name, qualifier) = match parts.as_slice() {
-        [
-            "arn",
-            _partition,
-            "lambda",
-            _region,
-            _account,
-            "function",
-            name,
-        ] => (*name, None),
-        [
-            "arn",
-            _partition,
-            "lambda",
-            _region,
-            _account,
-            "function",
-            name,
-            q,
-        ] => (*name, Some(*q)),
-        [_account, "function", name] => (*name, None),
-        [_account, "function", name, q] => (*name, Some(*q)),
-        [name] => (*name, None),
-        [name, q] => (*name, Some(*q)),
-        _ => {
+    let (name, qualifier) = match (FunctionArn::parse(raw), parts.as_slice()) {
+        (Some(arn), _) => (arn.name, arn.qualifier),
+        (None, [_account, "function", name]) => (*name, None),
+        (None, [_account, "function", name, q]) => (*name, Some(*q)),
+        (None, [name]) => (*name, None),
+        (None, [name, q]) => (*name, Some(*q)),
+        (None, _) => {
             return Err(LambdaError::invalid(format!(
                 "FunctionName {raw:?} is not a name, name:qualifier, or a function ARN (arn:aws:lambda:REGION:{ACCOUNT_ID}:function:NAME)"
             )));
@@ -168,6 +152,24 @@ pub(crate) fn function_ref(
     Ok((name, selector))
 }
 
+/// Reads a JSON body of at most `limit` bytes (an empty one is `{}`) and parses it into `T`; a
+/// body that does not parse is a 400 saying it is not `what`, with serde's message.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, LambdaError> {
+    let bytes = crate::body::read_limited(headers, body, limit).await?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| LambdaError::invalid(format!("the request body is not {what}: {e}")))
+}
+
 /// Lambda's `LastModified` format: `2026-11-28T17:05:59.123+0000`.
 pub(crate) fn lambda_time(rfc3339: &str) -> String {
     let Some(seconds) = rfc3339.get(..19) else {
@@ -184,11 +186,7 @@ pub(crate) fn lambda_time(rfc3339: &str) -> String {
 
 /// The function's ARN, with `:qualifier` when given.
 pub(crate) fn function_arn(region: &str, name: &FunctionName, qualifier: Option<&str>) -> String {
-    let base = format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}");
-    match qualifier {
-        Some(q) => format!("{base}:{q}"),
-        None => base,
-    }
+    FunctionArn::new(region, name.as_str(), qualifier).to_string()
 }
 
 /// Lambda's `CodeSha256`: the base64 of the digest (lambent keeps it in hex).

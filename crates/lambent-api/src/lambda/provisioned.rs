@@ -6,8 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use lambent_control::ProvisionedConfig;
-use lambent_core::limits::ACCOUNT_ID;
-use lambent_core::{FunctionName, Selector};
+use lambent_core::{FunctionArn, FunctionName, Selector};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -42,17 +41,8 @@ fn target(raw: &str, query: Option<&str>) -> Result<(FunctionName, String)> {
 }
 
 fn config_json(c: &ProvisionedConfig, region: &str) -> Value {
-    let selector: Option<Selector> = c.qualifier.parse().ok();
-    let arn = match selector {
-        Some(s) => format!(
-            "arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{}:{s}",
-            c.function
-        ),
-        None => format!(
-            "arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{}",
-            c.function
-        ),
-    };
+    let selector = c.qualifier.parse::<Selector>().ok().map(|s| s.to_string());
+    let arn = FunctionArn::new(region, c.function.as_str(), selector.as_deref()).to_string();
     let mut v = json!({
         "FunctionArn": arn,
         "RequestedProvisionedConcurrentExecutions": c.requested,

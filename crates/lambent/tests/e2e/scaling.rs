@@ -674,6 +674,7 @@ async fn changing_latest_keeps_a_busy_instance_of_a_published_version() {
 }
 
 /// Moves the server's test clock to `minutes` past the next `hour`:00 UTC.
+#[cfg(feature = "test-clock")]
 async fn advance_to(server: &Server, hour: i64, minutes: i64) {
     const DAY: i64 = 86_400_000;
     let now = get_json(server, "/v1/debug/clock").await["nowMs"]
@@ -685,6 +686,8 @@ async fn advance_to(server: &Server, hour: i64, minutes: i64) {
     assert_eq!(r.status(), 200);
 }
 
+/// Moves the test clock: only in builds with the `test-clock` feature.
+#[cfg(feature = "test-clock")]
 #[tokio::test]
 async fn scheduled_provisioned_concurrency_opens_and_closes_a_window() {
     let dir = tempfile::tempdir().expect("tempdir");
