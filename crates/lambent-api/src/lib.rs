@@ -481,6 +481,22 @@ pub async fn serve(
     server::serve_front_end(listener, front, config, shutdown).await
 }
 
+/// A response to `HEAD` as axum's router makes it: the length its body would have had (when
+/// known), and no body. Over HTTP/1 hyper drops the body of a HEAD response itself; over HTTP/2
+/// it would send it, so the direct door must do what the router did.
+fn without_body(response: axum::response::Response) -> axum::response::Response {
+    use http_body::Body as _;
+    let (mut parts, body) = response.into_parts();
+    if !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        && let Some(n) = body.size_hint().exact()
+    {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::empty())
+}
+
 /// What answers each request of a connection. Function URL calls, the hot path, go straight to
 /// their handler through the same authentication as the router's middleware; everything else
 /// (and the same function URLs, for tests that drive the router alone) goes through
@@ -495,7 +511,13 @@ pub(crate) struct FrontEnd {
 impl FrontEnd {
     pub(crate) async fn respond(self, req: axum::extract::Request) -> axum::response::Response {
         if invoke::is_function_url(req.uri().path()) {
-            invoke::function_url_direct(self.platform, req).await
+            let head = req.method() == http::Method::HEAD;
+            let response = invoke::function_url_direct(self.platform, req).await;
+            if head {
+                without_body(response)
+            } else {
+                response
+            }
         } else {
             use tower::ServiceExt as _;
             match self.router.oneshot(req).await {

@@ -54,6 +54,7 @@ const RESERVED_KEY_PREFIXES: [&str; 2] = ["schedule:", "destination:"];
 #[cfg(feature = "test-clock")]
 const MAX_CLOCK_STEP_MS: i64 = 366 * 24 * 3600 * 1000;
 /// The meta key of the test clock's offset.
+#[cfg(feature = "test-clock")]
 const CLOCK_KEY: &str = "clock_offset_ms";
 
 impl From<EventStoreError> for ControlError {
@@ -109,7 +110,9 @@ pub struct EventsConfig {
     pub retry_base: Duration,
     /// Events run at once, at most.
     pub pollers: usize,
-    /// Whether `advance_clock` is allowed (tests only).
+    /// Whether `advance_clock` is allowed (tests only; the field exists only with the
+    /// `test-clock` feature, so a release build never reads a stored offset).
+    #[cfg(feature = "test-clock")]
     pub test_clock: bool,
 }
 
@@ -118,6 +121,7 @@ impl Default for EventsConfig {
         Self {
             retry_base: Duration::from_secs(60),
             pollers: 256,
+            #[cfg(feature = "test-clock")]
             test_clock: false,
         }
     }
@@ -198,6 +202,7 @@ impl Events {
                 "events that were running when lambent stopped will run again"
             );
         }
+        #[cfg(feature = "test-clock")]
         let offset = if config.test_clock {
             store
                 .setting(CLOCK_KEY)
@@ -207,6 +212,8 @@ impl Events {
         } else {
             0
         };
+        #[cfg(not(feature = "test-clock"))]
+        let offset = 0;
         let configs = store
             .configs()
             .await?
@@ -1046,6 +1053,7 @@ mod tests {
             lambent_store::SqliteEventStore::open(&dir.path().join("events.db"), now_ms())
                 .expect("open");
         let config = EventsConfig {
+            #[cfg(feature = "test-clock")]
             test_clock: true,
             ..EventsConfig::default()
         };

@@ -373,8 +373,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 pollers: args.event_pollers,
                 #[cfg(feature = "test-clock")]
                 test_clock: args.test_clock,
-                #[cfg(not(feature = "test-clock"))]
-                test_clock: false,
             },
         })
         .await
